@@ -1,0 +1,256 @@
+"""Flattening extracted layers into one plain directory tree.
+
+The layers in the store are in overlayfs form (whiteouts are 0/0 character
+devices, opaque directories carry ``trusted.overlay.opaque=y``).  Rendering
+walks them top-down the way overlayfs resolves a lookup: the top-most entry
+for a name wins, a whiteout hides the name, a non-directory or an opaque
+directory hides everything below it.  So every file is copied exactly once,
+nothing is copied and then deleted, and whiteouts are never materialised.
+File data moves with ``copy_file_range`` (in the kernel); hardlinks within
+a layer stay hardlinks; owners, modes, times and xattrs are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+
+from libaci.errors import StoreError
+
+OPAQUE = "trusted.overlay.opaque"
+_SKIP_XATTR = ("trusted.overlay.",)
+
+
+@attrs.define
+class RenderStats:
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _copy_xattrs(src: str, dst: str) -> None:
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(_SKIP_XATTR):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(dst, n, os.getxattr(src, n, follow_symlinks=False),
+                        follow_symlinks=False)
+
+
+def _set_meta(dst: str, st: os.stat_result, same_owner: bool, link: bool = False) -> None:
+    if same_owner:
+        os.lchown(dst, st.st_uid, st.st_gid)
+    if not link:
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_file(src: str, dst: str, size: int) -> None:
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       0o600)
+        try:
+            left = size
+            while left > 0:
+                try:
+                    n = os.copy_file_range(fin, fout, left)
+                except OSError as e:
+                    if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    n = os.sendfile(fout, fin, None, left)
+                if n == 0:
+                    break
+                left -= n
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+class _Renderer:
+    def __init__(self, same_owner: bool) -> None:
+        self.same_owner = same_owner
+        self.links: dict[tuple[int, int], str] = {}
+        self.stats = RenderStats()
+        self.dirs: list[tuple[str, str, os.stat_result]] = []
+
+    def entry(self, src: str, dst: str, st: os.stat_result) -> None:
+        mode = st.st_mode
+        if st.st_nlink > 1 and not stat.S_ISDIR(mode):
+            key = (st.st_dev, st.st_ino)
+            first = self.links.get(key)
+            if first is not None:
+                os.link(first, dst, follow_symlinks=False)
+                return
+            self.links[key] = dst
+        if stat.S_ISREG(mode):
+            _copy_file(src, dst, st.st_size)
+            self.stats.bytes += st.st_size
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(src), dst)
+            _set_meta(dst, st, self.same_owner, link=True)
+            self.stats.files += 1
+            return
+        elif stat.S_ISFIFO(mode):
+            os.mkfifo(dst, 0o600)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            os.mknod(dst, stat.S_IFMT(mode) | 0o600, st.st_rdev)
+        elif stat.S_ISSOCK(mode):
+            return
+        _copy_xattrs(src, dst)
+        _set_meta(dst, st, self.same_owner)
+        self.stats.files += 1
+
+    def merge(self, srcs: list[str], dst: str) -> None:
+        """Merge directory ``srcs`` (top first) into the existing ``dst``."""
+        order: list[str] = []
+        files: dict[str, tuple[str, os.stat_result]] = {}
+        dirs: dict[str, list[str]] = {}
+        closed: set[str] = set()
+        for src in srcs:
+            with os.scandir(src) as it:
+                for e in it:
+                    name = e.name
+                    if name in closed:
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                    path = e.path
+                    if name in dirs:  # an upper layer has a directory here
+                        if stat.S_ISDIR(st.st_mode):
+                            dirs[name].append(path)
+                            if is_opaque(path):
+                                closed.add(name)
+                        else:
+                            closed.add(name)
+                        continue
+                    order.append(name)
+                    if is_whiteout(st):
+                        closed.add(name)
+                    elif stat.S_ISDIR(st.st_mode):
+                        dirs[name] = [path]
+                        if is_opaque(path):
+                            closed.add(name)
+                    else:
+                        files[name] = (path, st)
+                        closed.add(name)
+        for name in order:
+            target = os.path.join(dst, name)
+            if name in files:
+                src, st = files[name]
+                self.entry(src, target, st)
+            elif name in dirs:
+                top = dirs[name][0]
+                os.mkdir(target, 0o700)
+                self.stats.dirs += 1
+                self.dirs.append((top, target, os.lstat(top)))
+                self.merge(dirs[name], target)
+
+    def finish(self) -> None:
+        for src, dst, st in reversed(self.dirs):
+            _copy_xattrs(src, dst)
+            _set_meta(dst, st, self.same_owner)
+
+
+def layer_stack(layers: list[str]) -> list[str]:
+    """Top-first list of layer roots that contribute to ``/`` (opaque root stops it)."""
+    out = []
+    for root in reversed(layers):
+        out.append(root)
+        if is_opaque(root):
+            break
+    return out
+
+
+def render(layers: list[str], dest: str, *, workers: int | None = None) -> RenderStats:
+    """Write the union of ``layers`` (bottom first) into the empty directory ``dest``.
+
+    Top-level directories are rendered in parallel threads.
+    """
+    same_owner = os.geteuid() == 0
+    stack = layer_stack(layers)
+    if not stack:
+        return RenderStats()
+    try:
+        top = _Renderer(same_owner)
+        # first level by hand, so that big subtrees can go to worker threads
+        order: list[str] = []
+        entries: dict[str, tuple[list[str], os.stat_result | None, str]] = {}
+        closed: set[str] = set()
+        for src in stack:
+            with os.scandir(src) as it:
+                for e in it:
+                    if e.name in closed:
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                    if e.name in entries:
+                        srcs = entries[e.name][0]
+                        if stat.S_ISDIR(st.st_mode):
+                            srcs.append(e.path)
+                            if is_opaque(e.path):
+                                closed.add(e.name)
+                        else:
+                            closed.add(e.name)
+                        continue
+                    order.append(e.name)
+                    if is_whiteout(st):
+                        closed.add(e.name)
+                    elif stat.S_ISDIR(st.st_mode):
+                        entries[e.name] = ([e.path], st, "dir")
+                        if is_opaque(e.path):
+                            closed.add(e.name)
+                    else:
+                        entries[e.name] = ([e.path], st, "file")
+                        closed.add(e.name)
+        subs: list[tuple[list[str], str]] = []
+        for name in order:
+            if name not in entries:
+                continue
+            srcs, st, kind = entries[name]
+            target = os.path.join(dest, name)
+            assert st is not None
+            if kind == "file":
+                top.entry(srcs[0], target, st)
+            else:
+                os.mkdir(target, 0o700)
+                top.dirs.append((srcs[0], target, st))
+                top.stats.dirs += 1
+                subs.append((srcs, target))
+        workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        renderers = [_Renderer(same_owner) for _ in subs]
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            futures = [ex.submit(r.merge, s, t) for r, (s, t) in zip(renderers, subs, strict=True)]
+            for f in futures:
+                f.result()
+        for r in renderers:
+            r.finish()
+            top.stats.files += r.stats.files
+            top.stats.dirs += r.stats.dirs
+            top.stats.bytes += r.stats.bytes
+        top.finish()
+        root_st = os.lstat(stack[0])
+        _copy_xattrs(stack[0], dest)
+        _set_meta(dest, root_st, same_owner)
+        return top.stats
+    except OSError as e:
+        raise StoreError(f"render failed at {e.filename or dest}: {e.strerror}") from None

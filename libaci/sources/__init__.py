@@ -1,0 +1,87 @@
+"""Image sources for podkit-fetch, chosen by the prefix of the argument.
+
+A source turns a string like ``oci:DIR:REF`` into an image in the store.  New
+transports (registries, https ACIs) register themselves here with
+:func:`register`, so podkit-fetch itself never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from libaci.errors import UsageError
+from libaci.platform import Wanted, host_platform
+from libaci.store import Store
+
+
+@attrs.frozen
+class FetchOptions:
+    platform: Wanted = attrs.field(factory=host_platform)
+    name: str | None = None
+    progress: Callable[[str], None] | None = None
+
+    def say(self, msg: str) -> None:
+        if self.progress is not None:
+            self.progress(msg)
+
+
+@attrs.frozen
+class Fetched:
+    image_id: str
+    names: tuple[str, ...]
+
+
+Importer = Callable[[Store, str, FetchOptions], Fetched]
+_PREFIXES: dict[str, str] = {}
+
+
+def _registry() -> dict[str, Callable[[], Importer]]:
+    def lazy(mod: str) -> Callable[[], Importer]:
+        def load() -> Importer:
+            import importlib
+
+            return importlib.import_module(f"libaci.sources.{mod}").fetch  # type: ignore[no-any-return]
+        return load
+
+    return {
+        "oci": lazy("ocilayout"),
+        "oci-archive": lazy("ociarchive"),
+        "docker-archive": lazy("dockerarchive"),
+        "aci": lazy("acifile"),
+    }
+
+
+ACI_SUFFIXES = (".aci", ".aci.gz", ".aci.bz2", ".aci.xz", ".aci.zst")
+
+
+def classify(source: str) -> tuple[str, str]:
+    """(transport, rest) for a source argument."""
+    for transport in ("oci", "oci-archive", "docker-archive"):
+        if source.startswith(transport + ":"):
+            return transport, source[len(transport) + 1:]
+    if source.startswith("file://"):
+        return "aci", source[7:]
+    if source.endswith(ACI_SUFFIXES):
+        return "aci", source
+    scheme = source.split(":", 1)[0] if ":" in source else ""
+    if scheme in ("docker", "http", "https"):
+        raise UsageError(f"{scheme}: sources are not supported yet (local sources: "
+                         "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, FILE.aci)")
+    raise UsageError(f"unknown image source {source!r} (use oci:DIR[:REF], "
+                     "oci-archive:FILE[:REF], docker-archive:FILE[:REF] or FILE.aci)")
+
+
+def fetch(store: Store, source: str, options: FetchOptions | None = None) -> Fetched:
+    transport, rest = classify(source)
+    importer = _registry()[transport]()
+    return importer(store, rest, options or FetchOptions())
+
+
+def split_path_ref(rest: str) -> tuple[str, str | None]:
+    """``PATH[:REF]`` as containers-transports(5) splits it (at the first colon)."""
+    path, sep, ref = rest.partition(":")
+    if not path:
+        raise UsageError("missing path in image source")
+    return path, (ref if sep and ref else None)

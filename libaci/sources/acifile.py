@@ -1,0 +1,56 @@
+"""``FILE.aci`` (or ``file://PATH``): an appc image archive.
+
+The archive is decompressed once into a staged blob (the uncompressed tar,
+whose sha512 is the appc image ID), its layout and manifest are checked, and
+its rootfs is extracted as the image's single layer, keyed by that ID.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from libaci import mediatypes as mt
+from libaci.aci import scan_aci
+from libaci.compress import open_decompressed
+from libaci.digest import Digest
+from libaci.errors import NotFoundError
+from libaci.names import appc_store_name
+from libaci.oci import Descriptor
+from libaci.sources import FetchOptions, Fetched
+from libaci.store import ANN_ACI_MANIFEST, ANN_CREATED, ANN_SOURCE, Store
+from libaci.unpack import extract_one
+
+
+def fetch(store: Store, path: str, options: FetchOptions) -> Fetched:
+    try:
+        src = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise NotFoundError(f"ACI {path} does not exist") from None
+    except IsADirectoryError:
+        raise NotFoundError(f"ACI {path} is a directory") from None
+    with src, store.writing() as staging:
+        blob, fd = staging.tmpfile("aci")
+        with os.fdopen(fd, "wb") as out:
+            info = scan_aci(open_decompressed(src), copy_to=out)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = Digest.parse("sha512:" + info.image_id.removeprefix("sha512-"))
+        staging.blobs[digest] = blob
+        manifest_digest = staging.put_bytes(info.manifest_raw)
+        if store.layer_info(digest) is None:
+            dest = os.path.join(staging.dir, f"layer-{digest.encoded[:32]}")
+            options.say(f"Extracting {info.manifest.name}")
+            extract_one(blob, dest, None, prefix="rootfs/")
+            staging.layers[digest] = dest
+        if options.name:
+            names = [options.name]
+        else:
+            names = [appc_store_name(info.manifest.name, info.manifest.version)]
+        desc = Descriptor(mt.APPC_ACI, digest, info.size, annotations={
+            ANN_ACI_MANIFEST: str(manifest_digest),
+            ANN_CREATED: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            ANN_SOURCE: os.path.abspath(path),
+        })
+        staging.commit(desc, names)
+        return Fetched(info.image_id, tuple(names))

@@ -1,0 +1,105 @@
+"""Importing an OCI image (manifest or index) from any blob provider.
+
+Shared by the oci:, oci-archive: and docker-archive: sources (and later the
+registry): the provider opens blobs; this module verifies every byte against
+its descriptor, picks the platform from an index, stages config and layers,
+extracts the layers and publishes the image only when all of it checked out.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from libaci import mediatypes as mt
+from libaci.digest import Digest, chain_ids, verify
+from libaci.errors import ImageError, ManifestError
+from libaci.oci import Descriptor, Index, Manifest, parse_config, parse_document
+from libaci.platform import select
+from libaci.sources import FetchOptions, Fetched
+from libaci.store import ANN_CREATED, ANN_INDEX, ANN_SOURCE, Staging
+from libaci.unpack import extract_all
+
+MAX_MANIFEST = 4 << 20
+MAX_CONFIG = 32 << 20
+Opener = Callable[[Descriptor], BinaryIO]
+
+
+def read_verified(opener: Opener, desc: Descriptor, limit: int, what: str) -> bytes:
+    if desc.size > limit:
+        raise ManifestError(f"{what} {desc.digest} is {desc.size} bytes (limit {limit})")
+    with opener(desc) as f:
+        data = f.read(desc.size + 1)
+    verify(desc.digest, desc.size, Digest.of_bytes(data, desc.digest.algorithm), len(data),
+           f"{what} {desc.digest}")
+    return data
+
+
+def resolve_manifest(opener: Opener, desc: Descriptor, options: FetchOptions,
+                     depth: int = 0) -> tuple[Descriptor, Manifest, Descriptor | None]:
+    """Follow indexes down to one image manifest for the wanted platform."""
+    if depth > 4:
+        raise ManifestError("image indexes nested too deeply")
+    raw = read_verified(opener, desc, MAX_MANIFEST, "manifest")
+    doc = parse_document(raw, media_type=desc.media_type if desc.media_type in
+                         (mt.INDEX_TYPES | mt.MANIFEST_TYPES) else None)
+    if isinstance(doc, Index):
+        chosen = select(doc, options.platform)
+        options.say(f"Selected {chosen.platform} manifest {chosen.digest}")
+        d, m, _ = resolve_manifest(opener, chosen, options, depth + 1)
+        return d, m, desc
+    return desc, doc, None
+
+
+def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: list[str],
+                    options: FetchOptions, source: str) -> Fetched:
+    """Stage, verify, extract and publish the image that ``desc`` points to."""
+    mdesc, manifest, index_desc = resolve_manifest(opener, desc, options)
+    store = staging.store
+    config_raw = read_verified(opener, manifest.config, MAX_CONFIG, "config")
+    if manifest.config.media_type not in mt.CONFIG_TYPES:
+        raise ImageError(f"not a container image: config media type "
+                         f"{manifest.config.media_type!r}")
+    config = parse_config(config_raw)
+    diff_ids = config.diff_ids
+    if len(diff_ids) != len(manifest.layers):
+        raise ManifestError(f"image config lists {len(diff_ids)} diff IDs for "
+                            f"{len(manifest.layers)} layers")
+    for layer in manifest.layers:
+        if layer.media_type not in mt.LAYER_COMPRESSION:
+            raise ImageError(f"layer {layer.digest}: unsupported media type {layer.media_type!r}")
+    staging.put_bytes(config_raw, expected=manifest.config.digest, what="config")
+    staging.put_bytes(manifest.raw, expected=mdesc.digest, what="manifest")
+
+    for layer in manifest.layers:
+        if staging.has_blob(layer.digest):
+            options.say(f"Layer {layer.digest.encoded[:12]}: already exists")
+            continue
+        options.say(f"Layer {layer.digest.encoded[:12]}: copying {layer.size} bytes")
+        with opener(layer) as f:
+            staging.put_stream(f, expected=layer.digest, size=layer.size,
+                               what=f"layer {layer.digest}")
+    chains = chain_ids(diff_ids)
+    jobs = []
+    for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
+        dest = os.path.join(staging.dir, f"layer-{chain.encoded}")
+        jobs.append((staging.blob_path(layer.digest), dest, diff_id))
+
+    def existing(i: int) -> str | None:
+        info = store.layer_info(chains[i])
+        return info.path if info is not None else None
+
+    extract_all(jobs, existing=existing)
+    for i, chain in enumerate(chains):
+        if existing(i) is None:
+            staging.layers[chain] = jobs[i][1]
+    annotations = {ANN_CREATED: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   ANN_SOURCE: source}
+    if index_desc is not None:
+        annotations[ANN_INDEX] = str(index_desc.digest)
+    top = Descriptor(media_type=manifest.effective_media_type, digest=mdesc.digest,
+                     size=mdesc.size, annotations=annotations)
+    staging.commit(top, names)
+    return Fetched(str(mdesc.digest), tuple(names))

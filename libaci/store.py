@@ -1,0 +1,432 @@
+"""The on-disk store: an OCI image layout plus extracted layers and pods.
+
+Layout (see man/podkit-store.5)::
+
+    STORE/oci-layout, index.json, blobs/<alg>/<hex>   OCI image layout
+    STORE/layers/<alg>/<chain-hex>/rootfs             one extracted layer (overlay form)
+    STORE/layers/<alg>/<chain-hex>/layer.json         its diff ID, size, entry count
+    STORE/tmp/w-<random>/                             a writer's staging dir (flocked)
+    STORE/locks/                                      lock files
+    STORE/pods/<state>/<uuid>                         pods (stage0)
+
+Names live in index.json as ``org.opencontainers.image.ref.name`` holding the
+full reference, so ``skopeo inspect oci:STORE:REF`` and ``umoci ls`` read it.
+Writers stage everything in their own ``tmp/w-*`` directory, verify it, and
+only then rename blobs and layers into place and rewrite index.json, so a
+killed process never leaves a partial image visible; stale staging
+directories (whose flock nobody holds) are removed by the next writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import attrs
+
+from libaci import mediatypes as mt
+from libaci.digest import CHUNK, Digest, Hasher, verify
+from libaci.errors import AmbiguousError, ManifestError, NotFoundError, StoreError
+from libaci.fsutil import atomic_write, flocked, fsync_dir, rmtree, try_flock
+from libaci.oci import Descriptor, ImageConfig, Index, Manifest, dumps, parse_config, parse_document
+
+REF_NAME = "org.opencontainers.image.ref.name"
+ANN_CREATED = "io.podkit.image.imported"
+ANN_SOURCE = "io.podkit.image.source"
+ANN_ACI_MANIFEST = "io.podkit.aci.manifest"
+ANN_INDEX = "io.podkit.image.index"
+LAYOUT = b'{"imageLayoutVersion": "1.0.0"}'
+DEFAULT_STORE = "/var/lib/podkit"
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+@attrs.frozen
+class ImageRecord:
+    """One image in the store: its descriptor in index.json and its names."""
+
+    descriptor: Descriptor
+    names: tuple[str, ...]
+
+    @property
+    def is_aci(self) -> bool:
+        return self.descriptor.media_type == mt.APPC_ACI
+
+    @property
+    def id(self) -> str:
+        d = self.descriptor.digest
+        return f"sha512-{d.encoded}" if self.is_aci else str(d)
+
+    @property
+    def short_id(self) -> str:
+        d = self.descriptor.digest
+        return f"sha512-{d.encoded[:12]}" if self.is_aci else d.encoded[:12]
+
+
+@attrs.frozen
+class LayerInfo:
+    chain_id: Digest
+    diff_id: Digest
+    path: str
+    size: int
+    entries: int
+
+
+def image_id_to_digest(text: str) -> Digest:
+    """``sha512-<hex>`` (appc) or ``alg:hex`` to a Digest."""
+    if text.startswith("sha512-"):
+        return Digest.parse("sha512:" + text[7:])
+    return Digest.parse(text)
+
+
+class Store:
+    """Access to one store directory.  Cheap to create; opens nothing by itself."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    # -- paths ---------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def blob_path(self, digest: Digest) -> str:
+        return self.path("blobs", digest.algorithm, digest.encoded)
+
+    def layer_dir(self, chain_id: Digest) -> str:
+        return self.path("layers", chain_id.algorithm, chain_id.encoded)
+
+    def lock_path(self, name: str) -> str:
+        return self.path("locks", name)
+
+    # -- set-up and housekeeping ----------------------------------------------
+    def exists(self) -> bool:
+        return os.path.isfile(self.path("oci-layout")) and os.path.isfile(self.path("index.json"))
+
+    def ensure(self) -> None:
+        """Create the layout if it is missing (idempotent, safe to race)."""
+        if self.exists() and os.path.isdir(self.path("locks")):
+            return
+        try:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            for sub, mode in (("blobs/sha256", 0o755), ("layers", 0o700), ("tmp", 0o700),
+                              ("locks", 0o700), ("pods", 0o711)):
+                os.makedirs(self.path(sub), mode=mode, exist_ok=True)
+            os.chmod(self.path("layers"), 0o700)
+        except OSError as e:
+            raise StoreError(f"cannot create store {self.root}: {e.strerror}") from None
+        with flocked(self.lock_path("index.lock")):
+            if not os.path.isfile(self.path("oci-layout")):
+                atomic_write(self.path("oci-layout"), LAYOUT)
+            if not os.path.isfile(self.path("index.json")):
+                atomic_write(self.path("index.json"), dumps(
+                    {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}))
+
+    def require(self) -> None:
+        if not self.exists():
+            raise NotFoundError(f"no podkit store at {self.root} (fetch an image first)")
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Staging]:
+        """A staging directory for one writer; shared gc lock held meanwhile."""
+        self.ensure()
+        self.clean_stale()
+        with flocked(self.lock_path("gc.lock"), exclusive=False):
+            staging = Staging.create(self)
+            try:
+                yield staging
+            finally:
+                staging.close()
+
+    def clean_stale(self) -> list[str]:
+        """Remove staging dirs left by killed writers (nobody holds their lock)."""
+        removed = []
+        tmp = self.path("tmp")
+        try:
+            names = os.listdir(tmp)
+        except FileNotFoundError:
+            return removed
+        for name in names:
+            p = os.path.join(tmp, name)
+            if not name.startswith("w-"):
+                continue
+            try:
+                fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if try_flock(fd):
+                    rmtree(p)
+                    removed.append(p)
+            finally:
+                os.close(fd)
+        return removed
+
+    # -- blobs ----------------------------------------------------------------
+    def has_blob(self, digest: Digest) -> bool:
+        return os.path.isfile(self.blob_path(digest))
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        try:
+            return open(self.blob_path(digest), "rb")  # noqa: SIM115 - caller closes
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is not in the store") from None
+
+    def read_blob(self, digest: Digest, limit: int = 4 << 20) -> bytes:
+        with self.open_blob(digest) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ManifestError(f"blob {digest} is larger than {limit} bytes")
+        return data
+
+    def blob_size(self, digest: Digest) -> int:
+        try:
+            return os.stat(self.blob_path(digest)).st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is not in the store") from None
+
+    # -- documents --------------------------------------------------------------
+    def read_index(self) -> Index:
+        try:
+            with open(self.path("index.json"), "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return Index(manifests=(), media_type=mt.OCI_INDEX)
+        doc = parse_document(raw, validate=False)
+        if not isinstance(doc, Index):
+            raise StoreError(f"{self.path('index.json')} is not an image index")
+        return doc
+
+    def manifest(self, digest: Digest) -> Manifest:
+        doc = parse_document(self.read_blob(digest), validate=False)
+        if not isinstance(doc, Manifest):
+            raise ManifestError(f"{digest} is an index, not an image manifest")
+        return doc
+
+    def config(self, manifest: Manifest) -> ImageConfig:
+        return parse_config(self.read_blob(manifest.config.digest), validate=False)
+
+    # -- images -----------------------------------------------------------------
+    def images(self) -> list[ImageRecord]:
+        """Images in index.json order, one record per digest with all its names."""
+        by_digest: dict[Digest, tuple[Descriptor, list[str]]] = {}
+        for desc in self.read_index().manifests:
+            entry = by_digest.setdefault(desc.digest, (desc, []))
+            name = desc.annotations.get(REF_NAME)
+            if name and name not in entry[1]:
+                entry[1].append(name)
+        return [ImageRecord(d, tuple(n)) for d, n in by_digest.values()]
+
+    def resolve(self, ref: str) -> ImageRecord:
+        """Find an image by name, full ID or unique ID prefix."""
+        from libaci import names as naming
+
+        images = self.images()
+        if not ref:
+            raise NotFoundError("empty image reference")
+        keys = naming.lookup_keys(ref)
+        for rec in images:
+            if any(k in rec.names for k in keys):
+                return rec
+        prefix = naming.id_prefix(ref)
+        if prefix is not None:
+            alg, hexpart = prefix
+            hits = [r for r in images if (alg is None or r.descriptor.digest.algorithm == alg)
+                    and r.descriptor.digest.encoded.startswith(hexpart)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise AmbiguousError(f"image ID prefix {ref!r} is ambiguous "
+                                     f"({len(hits)} images match; give more digits)")
+        raise NotFoundError(f"image {ref!r} is not in the store (podkit-fetch it first)")
+
+    def update_index(self, change: Any) -> None:
+        """Apply ``change(list_of_descriptor_dicts) -> list`` to index.json under its lock."""
+        self.ensure()
+        with flocked(self.lock_path("index.lock")):
+            idx = self.read_index()
+            doc = idx.to_dict()
+            doc["manifests"] = change([d.to_dict() for d in idx.manifests])
+            doc.setdefault("mediaType", mt.OCI_INDEX)
+            atomic_write(self.path("index.json"), dumps(doc))
+
+    def add_image(self, desc: Descriptor, names: list[str]) -> None:
+        """Make an image visible under ``names`` (names move from other images)."""
+        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            digest = str(desc.digest)
+            for e in entries:
+                ann = e.get("annotations") or {}
+                if ann.get(REF_NAME) in names:
+                    continue
+                if e["digest"] == digest and not ann.get(REF_NAME) and names:
+                    continue  # an unnamed entry of this image is superseded
+                out.append(e)
+            have = {(e["digest"], (e.get("annotations") or {}).get(REF_NAME)) for e in out}
+            for n in names or [None]:
+                if (digest, n) in have:
+                    continue
+                ann = dict(desc.annotations)
+                if n:
+                    ann[REF_NAME] = n
+                else:
+                    ann.pop(REF_NAME, None)
+                out.append(desc.with_annotations(ann).to_dict())
+            return out
+
+        self.update_index(change)
+
+    def remove_names(self, rec: ImageRecord, names: list[str] | None) -> list[str]:
+        """Drop ``names`` of an image (all entries when None); returns what was removed."""
+        removed: list[str] = []
+        digest = str(rec.descriptor.digest)
+
+        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for e in entries:
+                n = (e.get("annotations") or {}).get(REF_NAME)
+                if e["digest"] == digest and (names is None or n in names):
+                    removed.append(n or digest)
+                    continue
+                out.append(e)
+            return out
+
+        self.update_index(change)
+        return removed
+
+    # -- layers -------------------------------------------------------------------
+    def layer_info(self, chain_id: Digest) -> LayerInfo | None:
+        d = self.layer_dir(chain_id)
+        try:
+            with open(os.path.join(d, "layer.json"), "rb") as f:
+                info = json.load(f)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as e:
+            raise StoreError(f"layer {chain_id}: unreadable layer.json: {e}") from None
+        return LayerInfo(chain_id, Digest.parse(info["diff_id"]), os.path.join(d, "rootfs"),
+                         int(info.get("size", 0)), int(info.get("entries", 0)))
+
+    def image_layers(self, rec: ImageRecord) -> list[LayerInfo]:
+        """The extracted layers of an image, bottom first; NotFoundError if one is missing."""
+        from libaci.digest import chain_ids
+
+        if rec.is_aci:
+            chains = [rec.descriptor.digest]
+        else:
+            chains = chain_ids(self.config(self.manifest(rec.descriptor.digest)).diff_ids)
+        out = []
+        for c in chains:
+            info = self.layer_info(c)
+            if info is None:
+                raise NotFoundError(f"layer {c} of image {rec.id} is not extracted "
+                                    f"(fetch the image again)")
+            out.append(info)
+        return out
+
+    def image_size(self, rec: ImageRecord) -> int:
+        try:
+            return sum(x.size for x in self.image_layers(rec))
+        except (NotFoundError, ManifestError):
+            return 0
+
+
+@attrs.define
+class Staging:
+    """A writer's private directory inside the store, locked while it lives."""
+
+    store: Store
+    dir: str
+    fd: int
+    blobs: dict[Digest, str] = attrs.field(factory=dict)
+    layers: dict[Digest, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def create(cls, store: Store) -> Staging:
+        d = store.path("tmp", f"w-{os.getpid()}-{os.urandom(6).hex()}")
+        os.mkdir(d, 0o700)
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not try_flock(fd):  # nobody else can know the name yet
+            raise StoreError(f"cannot lock {d}")
+        return cls(store, d, fd)
+
+    def close(self) -> None:
+        rmtree(self.dir)
+        os.close(self.fd)
+
+    def tmpfile(self, prefix: str) -> tuple[str, int]:
+        p = os.path.join(self.dir, f"{prefix}-{os.urandom(6).hex()}")
+        return p, os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+    def has_blob(self, digest: Digest) -> bool:
+        return digest in self.blobs or self.store.has_blob(digest)
+
+    def blob_path(self, digest: Digest) -> str:
+        return self.blobs.get(digest) or self.store.blob_path(digest)
+
+    def put_stream(self, stream: BinaryIO, *, expected: Digest | None = None,
+                   size: int | None = None, algorithm: str = "sha256",
+                   what: str = "blob") -> tuple[Digest, int]:
+        """Copy ``stream`` into a staged blob, hashing it; verify against ``expected``."""
+        alg = expected.algorithm if expected is not None else algorithm
+        h = Hasher(alg)
+        path, fd = self.tmpfile("blob")
+        limit = None if size is None else size + 1
+        try:
+            with os.fdopen(fd, "wb", closefd=True) as out:
+                while True:
+                    want = CHUNK if limit is None else min(CHUNK, limit - h.size)
+                    if want <= 0:
+                        break
+                    chunk = stream.read(want)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as e:
+            raise StoreError(f"{what}: cannot stage blob: {e.strerror}") from None
+        actual = h.digest()
+        if expected is not None:
+            try:
+                verify(expected, size, actual, h.size, what)
+            except Exception:
+                os.unlink(path)
+                raise
+        self.blobs[actual] = path
+        return actual, h.size
+
+    def put_bytes(self, data: bytes, *, expected: Digest | None = None,
+                  what: str = "blob") -> Digest:
+        import io
+
+        digest, _ = self.put_stream(io.BytesIO(data), expected=expected,
+                                    size=len(data) if expected is not None else None, what=what)
+        return digest
+
+    def commit(self, desc: Descriptor | None, names: list[str]) -> None:
+        """Move staged blobs and layers into the store, then publish the image."""
+        st = self.store
+        for digest, path in self.blobs.items():
+            final = st.blob_path(digest)
+            if os.path.exists(final):
+                continue
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.chmod(path, 0o644)
+            os.rename(path, final)
+        for chain, path in self.layers.items():
+            final = st.layer_dir(chain)
+            os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+            try:
+                os.rename(path, final)
+            except OSError:
+                if not os.path.isdir(final):  # another writer won the race: fine
+                    raise
+        for sub in ("blobs", "layers"):
+            for alg in os.listdir(st.path(sub)):
+                fsync_dir(st.path(sub, alg))
+        if desc is not None:
+            st.add_image(desc, names)

@@ -1,0 +1,147 @@
+"""What every podkit command shares: options, error reporting, exit statuses.
+
+A command builds its parser with :func:`parser`, and :func:`main` runs its
+function with the conventions applied: one-line errors ``podkit-VERB: ...``
+on stderr, exit status by error class (0 ok, 1 failure, 2 usage, 3
+verification, 4 not found, 5 conflict, 70 internal), no traceback unless
+``--debug``, and quiet exit when stdout is a closed pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
+
+from libaci.errors import PodkitError, UsageError
+from stage0.cli import VERSION
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+EXIT_STATUS_TEXT = ("0 ok, 1 failure, 2 usage error, 3 verification or trust failure, "
+                    "4 not found, 5 conflict or busy, 70 internal error")
+DEFAULT_STORE = "/var/lib/podkit"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def parser(prog: str, description: str, *, store: bool = True,
+           epilog: str | None = None) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=description,
+                epilog=(epilog + "\n\n" if epilog else "") + "exit status: " + EXIT_STATUS_TEXT,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"{prog} (podkit) {VERSION}")
+    p.add_argument("--debug", action="store_true", help="show the full cause of errors")
+    if store:
+        p.add_argument("--store", metavar="DIR",
+                       default=os.environ.get("PODKIT_STORE") or DEFAULT_STORE,
+                       help="the store directory (default $PODKIT_STORE or /var/lib/podkit)")
+    return p
+
+
+def store_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from libaci.store import Store
+
+    return Store(args.store)
+
+
+def words_or_stdin(values: list[str]) -> list[str]:
+    """Positional values, or whitespace-separated words from stdin when none or '-'."""
+    if values and values != ["-"]:
+        return values
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no arguments given and nothing on stdin")
+    return sys.stdin.read().split()
+
+
+def emit(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def emit_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def warn(prog: str, msg: str) -> None:
+    print(f"{prog}: {msg}", file=sys.stderr)
+
+
+def progress_printer(prog: str, quiet: bool) -> Callable[[str], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+    return lambda msg: print(msg, file=sys.stderr)
+
+
+def main(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int | None],
+         argv: Iterable[str] | None = None) -> int:
+    """Parse arguments and run ``func`` with podkit's error conventions."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    prog = p.prog
+    try:
+        rc = func(args)
+        return EXIT_OK if rc is None else rc
+    except PodkitError as e:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{prog}: {_one_line(str(e))}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as e:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"{prog}: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_FAIL
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{prog}: internal error: {type(e).__name__}: {_one_line(str(e))} "
+              "(run with --debug and report this)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split()) or "error"
+
+
+def human_size(n: float) -> str:
+    """Sizes as docker prints them (SI units, 3 significant digits)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}TB"
+
+
+def human_ago(seconds: float) -> str:
+    """'3 days ago', as docker prints CREATED."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second ago"
+    for size, unit in ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"),
+                       (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "Less than a second ago"

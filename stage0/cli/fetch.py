@@ -1,0 +1,46 @@
+"""podkit-fetch: bring images into the store and print their IDs."""
+
+from __future__ import annotations
+
+import argparse
+
+from stage0.cli import common
+
+PROG = "podkit-fetch"
+
+
+def build() -> argparse.ArgumentParser:
+    p = common.parser(PROG, "Fetch images into the store; print one image ID per source.",
+                      epilog="sources: oci:DIR[:REF]  oci-archive:FILE[:REF]  "
+                             "docker-archive:FILE[:REF|@N]  FILE.aci[.gz|.bz2|.xz|.zst]\n"
+                             "example: podkit-fetch oci:/tmp/layout:latest | xargs podkit-inspect")
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="image sources (read from stdin when none or '-')")
+    p.add_argument("--name", metavar="REF", help="name the image REF in the store")
+    p.add_argument("--os", dest="os_name", metavar="OS", help="platform OS to pick from an index")
+    p.add_argument("--arch", metavar="ARCH", help="architecture to pick from an index")
+    p.add_argument("--variant", metavar="VARIANT", help="architecture variant (e.g. v7)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from libaci.platform import wanted
+    from libaci.sources import FetchOptions, fetch
+
+    sources = common.words_or_stdin(args.sources)
+    if args.name and len(sources) > 1:
+        from libaci.errors import UsageError
+
+        raise UsageError("--name needs exactly one source")
+    store = common.store_of(args)
+    opts = FetchOptions(platform=wanted(args.os_name, args.arch, args.variant), name=args.name,
+                        progress=common.progress_printer(PROG, args.quiet))
+    for src in sources:
+        result = fetch(store, src, opts)
+        common.emit(result.image_id)
+    return 0
+
+
+def main() -> int:
+    return common.main(build(), run)
