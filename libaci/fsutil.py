@@ -93,7 +93,5 @@ def rmtree(path: str) -> None:
                 return
         raise err
 
-    try:
+    with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(path, onerror=onerror)
-    except FileNotFoundError:
-        pass

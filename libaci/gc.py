@@ -11,6 +11,7 @@ never leaves a half-removed layer that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -84,10 +85,8 @@ def _image_refs(store: Store, rec: ImageRecord) -> tuple[set[Digest], set[Digest
         return blobs, layers
     blobs.add(manifest.config.digest)
     blobs.update(x.digest for x in manifest.layers)
-    try:
+    with contextlib.suppress(PodkitError):
         layers.update(chain_ids(store.config(manifest).diff_ids))
-    except PodkitError:
-        pass
     return blobs, layers
 
 

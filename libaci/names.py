@@ -42,6 +42,15 @@ def lookup_keys(ref: str) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def appc_name_without_version(ref: str) -> str | None:
+    """The appc name when ``ref`` is one with no version label, else None."""
+    try:
+        app = parse_appc_name(ref)
+    except InvalidReferenceError:
+        return None
+    return app.name if app.version is None else None
+
+
 def appc_store_name(name: str, version: str | None) -> str:
     return f"{name}:{version}" if version else name
 

@@ -170,7 +170,7 @@ class Store:
 
     def open_blob(self, digest: Digest) -> BinaryIO:
         try:
-            return open(self.blob_path(digest), "rb")  # noqa: SIM115 - caller closes
+            return open(self.blob_path(digest), "rb")
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is not in the store") from None
 
@@ -230,6 +230,12 @@ class Store:
         for rec in images:
             if any(k in rec.names for k in keys):
                 return rec
+        aci = naming.appc_name_without_version(ref)
+        if aci is not None:  # appc: newest import of any version, as rkt does
+            hits = [r for r in images if r.is_aci and any(n.partition(":")[0] == aci
+                                                          for n in r.names)]
+            if hits:
+                return max(hits, key=lambda r: r.descriptor.annotations.get(ANN_CREATED, ""))
         prefix = naming.id_prefix(ref)
         if prefix is not None:
             alg, hexpart = prefix
@@ -260,10 +266,25 @@ class Store:
             for e in entries:
                 ann = e.get("annotations") or {}
                 if ann.get(REF_NAME) in names:
+                    if e["digest"] != digest:  # the name moves; the image stays, unnamed
+                        out.append({**e, "annotations": {k: v for k, v in ann.items()
+                                                         if k != REF_NAME}})
                     continue
-                if e["digest"] == digest and not ann.get(REF_NAME) and names:
-                    continue  # an unnamed entry of this image is superseded
                 out.append(e)
+            # one unnamed entry per image at most, and none for an image with names
+            named = {x["digest"] for x in out if (x.get("annotations") or {}).get(REF_NAME)}
+            if names:
+                named.add(digest)
+            seen: set[str] = set()
+            kept = []
+            for e in out:
+                unnamed = not (e.get("annotations") or {}).get(REF_NAME)
+                if unnamed and (e["digest"] in named or e["digest"] in seen):
+                    continue
+                if unnamed:
+                    seen.add(e["digest"])
+                kept.append(e)
+            out = kept
             have = {(e["digest"], (e.get("annotations") or {}).get(REF_NAME)) for e in out}
             for n in names or [None]:
                 if (digest, n) in have:

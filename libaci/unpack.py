@@ -70,7 +70,8 @@ def extract_one(blob: str, dest: str, diff_id: Digest | None, lowers: Sequence[s
         tee.drain()
     got = tee.hasher.digest()
     if diff_id is not None:
-        verify(diff_id, None, got, tee.hasher.size, f"layer {os.path.basename(blob)[:19]} diff ID")
+        what = f"layer {os.path.basename(blob)[:19]} diff ID"
+        verify(diff_id, None, got, tee.hasher.size, what)
     info = {"diff_id": str(diff_id or got), "size": tee.hasher.size, "entries": stats.entries,
             "warnings": stats.warnings}
     with open(os.path.join(dest, "layer.json"), "w") as out:
@@ -78,8 +79,8 @@ def extract_one(blob: str, dest: str, diff_id: Digest | None, lowers: Sequence[s
     return got, tee.hasher.size, stats.entries
 
 
-def extract_all(jobs: list[tuple[str, str, Digest | None]], *, existing: Callable[[int], str | None],
-                workers: int | None = None) -> list[str]:
+def extract_all(jobs: list[tuple[str, str, Digest | None]], *,
+                existing: Callable[[int], str | None], workers: int | None = None) -> list[str]:
     """Extract ``jobs`` = [(blob path, dest dir, diff ID)] bottom first.
 
     ``existing(i)`` gives the rootfs of layer i when it is already in the

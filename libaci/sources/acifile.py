@@ -12,12 +12,11 @@ import time
 
 from libaci import mediatypes as mt
 from libaci.aci import scan_aci
-from libaci.compress import open_decompressed
 from libaci.digest import Digest
 from libaci.errors import NotFoundError
 from libaci.names import appc_store_name
 from libaci.oci import Descriptor
-from libaci.sources import FetchOptions, Fetched
+from libaci.sources import Fetched, FetchOptions
 from libaci.store import ANN_ACI_MANIFEST, ANN_CREATED, ANN_SOURCE, Store
 from libaci.unpack import extract_one
 
@@ -32,7 +31,7 @@ def fetch(store: Store, path: str, options: FetchOptions) -> Fetched:
     with src, store.writing() as staging:
         blob, fd = staging.tmpfile("aci")
         with os.fdopen(fd, "wb") as out:
-            info = scan_aci(open_decompressed(src), copy_to=out)
+            info = scan_aci(src, copy_to=out)
             out.flush()
             os.fsync(out.fileno())
         digest = Digest.parse("sha512:" + info.image_id.removeprefix("sha512-"))

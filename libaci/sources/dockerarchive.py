@@ -19,7 +19,7 @@ from libaci.digest import Digest
 from libaci.errors import ImageError, InvalidReferenceError, NotFoundError, UsageError
 from libaci.oci import Descriptor, dumps
 from libaci.schema import validate
-from libaci.sources import FetchOptions, Fetched
+from libaci.sources import Fetched, FetchOptions
 from libaci.sources.oci_import import import_manifest
 from libaci.store import Store
 

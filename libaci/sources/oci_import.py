@@ -18,7 +18,7 @@ from libaci.digest import Digest, chain_ids, verify
 from libaci.errors import ImageError, ManifestError
 from libaci.oci import Descriptor, Index, Manifest, parse_config, parse_document
 from libaci.platform import select
-from libaci.sources import FetchOptions, Fetched
+from libaci.sources import Fetched, FetchOptions
 from libaci.store import ANN_CREATED, ANN_INDEX, ANN_SOURCE, Staging
 from libaci.unpack import extract_all
 

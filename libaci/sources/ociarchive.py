@@ -13,10 +13,10 @@ import shutil
 import tarfile
 
 from libaci.errors import ImageError, NotFoundError
-from libaci.sources import FetchOptions, Fetched, split_path_ref
-from libaci.sources.ocilayout import Layout, store_name
+from libaci.sources import Fetched, FetchOptions, split_path_ref
 from libaci.sources.oci_import import import_manifest
-from libaci.store import Store
+from libaci.sources.ocilayout import Layout, store_name
+from libaci.store import REF_NAME, Store
 
 _NAME = re.compile(r"^(oci-layout|index\.json|blobs/[a-z0-9]+/[a-zA-Z0-9=_-]+)$")
 
@@ -59,5 +59,6 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
         unpack_layout(path, root)
         layout = Layout(root)
         desc = layout.find(ref)
-        names = store_name(path.removesuffix(".tar"), ref, options.name)
+        names = store_name(path.removesuffix(".tar"), ref or desc.annotations.get(REF_NAME),
+                           options.name)
         return import_manifest(staging, layout.open, desc, names, options, f"oci-archive:{rest}")

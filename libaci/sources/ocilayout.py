@@ -9,7 +9,7 @@ from typing import BinaryIO
 from libaci import names as naming
 from libaci.errors import AmbiguousError, ImageError, InvalidReferenceError, NotFoundError
 from libaci.oci import Descriptor, Index, parse_document
-from libaci.sources import FetchOptions, Fetched, split_path_ref
+from libaci.sources import Fetched, FetchOptions, split_path_ref
 from libaci.sources.oci_import import import_manifest
 from libaci.store import REF_NAME, Store
 
@@ -47,7 +47,7 @@ class Layout:
         d = desc.digest
         path = os.path.join(self.root, "blobs", d.algorithm, d.encoded)
         try:
-            return open(path, "rb")  # noqa: SIM115 - caller closes
+            return open(path, "rb")
         except FileNotFoundError:
             raise NotFoundError(f"blob {d} is missing from {self.root}") from None
 
@@ -88,6 +88,6 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
     path, ref = split_path_ref(rest)
     layout = Layout(path)
     desc = layout.find(ref)
-    names = store_name(path, ref, options.name)
+    names = store_name(path, ref or desc.annotations.get(REF_NAME), options.name)
     with store.writing() as staging:
         return import_manifest(staging, layout.open, desc, names, options, f"oci:{rest}")

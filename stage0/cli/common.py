@@ -111,7 +111,7 @@ def main(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int | 
         where = f" ({e.filename})" if e.filename else ""
         print(f"{prog}: {e.strerror or e}{where}", file=sys.stderr)
         return EXIT_FAIL
-    except Exception as e:  # noqa: BLE001 - the last line of defence
+    except Exception as e:
         if args.debug:
             import traceback
 

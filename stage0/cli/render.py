@@ -12,7 +12,8 @@ PROG = "podkit-render"
 def build() -> argparse.ArgumentParser:
     p = common.parser(PROG, "Write the flattened root filesystem of an image to DIR "
                             "(what 'rkt image render' and 'umoci unpack' give).",
-                      epilog="example: podkit-fetch oci:img | xargs -I{} podkit-render {} /tmp/rootfs")
+                      epilog="example: podkit-fetch oci:img | "
+                             "xargs -I{} podkit-render {} /tmp/rootfs")
     p.add_argument("ref", metavar="REF|ID", help="the image")
     p.add_argument("dir", metavar="DIR", help="destination (must not exist, or be empty)")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")

@@ -1,0 +1,143 @@
+"""Fetch images written by skopeo; render them; compare with umoci's unpack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from helpers import diff_trees, snapshot, umoci_rootfs
+
+
+def fetch(podkit, source: str, *extra: str) -> str:
+    out = podkit.ok("fetch", source, *extra).split()
+    assert len(out) == 1
+    return out[0]
+
+
+@pytest.mark.parametrize("tag", ["tiny", "multi", "multi-plain"])
+def test_render_equals_umoci_unpack(podkit, images, tmp_path, tag):
+    image_id = fetch(podkit, f"oci:{images['layout']}:{tag}")
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    ours = tmp_path / "ours"
+    podkit.ok("render", image_id, str(ours))
+    theirs = umoci_rootfs(images["layout"], tag, str(tmp_path / "umoci"))
+    a, b = snapshot(theirs), snapshot(str(ours))
+    assert diff_trees(a, b) == []
+    assert len(a) > 20
+
+
+def test_render_content_of_multi(podkit, images, tmp_path):
+    fetch(podkit, f"oci:{images['layout']}:multi")
+    root = tmp_path / "r"
+    podkit.ok("render", "localhost/layout:multi", str(root))
+    assert not (root / "data/a").exists()  # whiteout
+    assert (root / "data/a-link").read_text().startswith("data a")  # its hardlink stays
+    assert not (root / "gone").exists()  # a deleted tree
+    assert (root / "swap/inner").is_dir()  # a file replaced by a directory
+    assert sorted(os.listdir(root / "opaque")) == ["sub", "z"]  # opaque dir
+    assert not (root / "bin/ls").exists() and (root / "bin/sh").is_symlink()
+    assert os.readlink(root / "bin/sh") == "/bin/busybox"
+    st1, st2 = os.stat(root / "links/h1"), os.stat(root / "links/h2")
+    assert st1.st_ino == st2.st_ino == os.stat(root / "links/target").st_ino
+    assert os.stat(root / "usr/bin/su").st_mode & 0o7777 == 0o4755
+    assert os.stat(root / "tmp").st_mode & 0o7777 == 0o1777
+    assert os.stat(root / "home/user/owned").st_uid == 1000
+
+
+def test_zstd_layers_render_like_the_gzip_image(podkit, images, tmp_path):
+    zid = fetch(podkit, f"oci:{images['layout']}:multi-zstd")
+    manifest = json.loads(podkit.ok("inspect", zid))["Manifest"]
+    assert {x["mediaType"] for x in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+zstd"}
+    podkit.ok("render", zid, str(tmp_path / "z"))
+    theirs = umoci_rootfs(images["layout"], "multi-plain", str(tmp_path / "umoci"))
+    assert diff_trees(snapshot(theirs), snapshot(str(tmp_path / "z"))) == []
+
+
+def test_layers_are_shared_between_images(podkit, images, store):
+    fetch(podkit, f"oci:{images['layout']}:tiny")
+    fetch(podkit, f"oci:{images['layout']}:multi")
+    fetch(podkit, f"oci:{images['layout']}:multi-plain")
+    # tiny's layer is multi's first layer; multi-plain has the same diff IDs as multi
+    layers = os.listdir(os.path.join(store, "layers/sha256"))
+    assert len(layers) == 3
+    for chain in layers:
+        info = json.load(open(os.path.join(store, "layers/sha256", chain, "layer.json")))
+        assert info["diff_id"].startswith("sha256:")
+
+
+def test_whiteouts_are_stored_in_overlay_form(podkit, images, store):
+    image_id = fetch(podkit, f"oci:{images['layout']}:multi")
+    doc = json.loads(podkit.ok("inspect", image_id))
+    top = doc["Layers"][-1]["ChainID"].split(":")[1]
+    root = os.path.join(store, "layers/sha256", top, "rootfs")
+    st = os.lstat(os.path.join(root, "bin/ls"))
+    assert os.major(st.st_rdev) == 0 and os.minor(st.st_rdev) == 0 and (st.st_mode & 0o170000
+                                                                       == 0o020000)
+    assert os.getxattr(os.path.join(root, "opaque"), "trusted.overlay.opaque") == b"y"
+    assert not os.path.exists(os.path.join(root, "opaque/.wh..wh..opq"))
+
+
+def test_overlay_mount_of_layers_equals_render(podkit, images, store, tmp_path):
+    """The stored layers are a valid overlayfs lower stack (what pods will mount)."""
+    image_id = fetch(podkit, f"oci:{images['layout']}:multi")
+    doc = json.loads(podkit.ok("inspect", image_id))
+    lowers = [os.path.join(store, "layers/sha256", x["ChainID"].split(":")[1], "rootfs")
+              for x in reversed(doc["Layers"])]
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    "lowerdir=" + ":".join(lowers), str(mnt)], check=True)
+    try:
+        podkit.ok("render", image_id, str(tmp_path / "r"))
+        assert diff_trees(snapshot(str(mnt)), snapshot(str(tmp_path / "r"))) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_multiarch_index_selects_the_host_platform(podkit, images):
+    multi = fetch(podkit, f"oci:{images['layout']}:multi")
+    picked = fetch(podkit, f"oci:{images['layout']}:multiarch")
+    assert picked == multi  # linux/amd64 in the index is the multi image
+    arm = fetch(podkit, f"oci:{images['layout']}:multiarch", "--arch", "arm64", "--name",
+                "example.com/arm:1")
+    assert arm != multi
+    doc = json.loads(podkit.ok("inspect", arm))
+    assert doc["Platform"]["architecture"] == "arm64"
+    assert doc["Index"].startswith("sha256:")
+
+
+def test_unknown_platform_is_not_found(podkit, images, store):
+    r = podkit.fail("fetch", f"oci:{images['layout']}:multiarch", "--arch", "s390x", status=4,
+                    match="no image for platform linux/s390x")
+    assert "linux/amd64" in r.stderr
+
+
+def test_docker_archive_renders_like_the_source(podkit, images, tmp_path):
+    image_id = fetch(podkit, f"docker-archive:{images['docker']}")
+    names = json.loads(podkit.ok("inspect", image_id))["Names"]
+    assert names == ["example.com/test/multi:1"]
+    podkit.ok("render", "example.com/test/multi:1", str(tmp_path / "r"))
+    theirs = umoci_rootfs(images["layout"], "multi", str(tmp_path / "umoci"))
+    assert diff_trees(snapshot(theirs), snapshot(str(tmp_path / "r"))) == []
+
+
+def test_oci_archive_round_trip_through_skopeo(podkit, images, tmp_path):
+    archive = tmp_path / "img.tar"
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{images['layout']}:multi",
+                    f"oci-archive:{archive}:example.com/arch:2"], check=True)
+    image_id = fetch(podkit, f"oci-archive:{archive}")
+    assert json.loads(podkit.ok("inspect", image_id))["Names"] == ["example.com/arch:2"]
+
+
+def test_render_refuses_a_non_empty_directory(podkit, images, tmp_path):
+    image_id = fetch(podkit, f"oci:{images['layout']}:tiny")
+    dest = tmp_path / "busy"
+    dest.mkdir()
+    (dest / "keep").write_text("mine")
+    podkit.fail("render", image_id, str(dest), status=5, match="already exists")
+    assert (dest / "keep").read_text() == "mine"
+    podkit.ok("render", "--overwrite", image_id, str(dest))
+    assert not (dest / "keep").exists() and (dest / "bin/busybox").exists()
