@@ -1,0 +1,51 @@
+#!/bin/bash
+# Install podkit and everything it and its tests need on Debian 12, as root,
+# then run the demo (skip it with --no-demo).
+#   Debian packages  -> apt-get
+#   podkit           -> .venv (Debian's python3, --system-site-packages for python3-systemd),
+#                       commands linked into /usr/local/bin, man pages, bash completion
+set -Eeuo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+ROOT=$PWD
+
+DEBS=(python3 python3-venv python3-pip python3-systemd
+      skopeo umoci docker-registry systemd-container busybox-static
+      zstd xz-utils bzip2 tar man-db gnupg)
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+missing=()
+for p in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Debian's interpreter, not whatever python3 comes first on PATH
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import systemd' 2>/dev/null; then
+    log "creating .venv"
+    rm -rf .venv
+    "$PY" -m venv --system-site-packages .venv
+fi
+log "pip install -e .[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >&2
+
+mkdir -p /usr/local/bin /usr/local/share/man/man1 /usr/local/share/man/man5 /etc/bash_completion.d
+for exe in .venv/bin/podkit .venv/bin/podkit-*; do
+    ln -sfn "$ROOT/$exe" "/usr/local/bin/$(basename "$exe")"
+done
+for page in man/*.1; do ln -sfn "$ROOT/$page" /usr/local/share/man/man1/; done
+for page in man/*.5; do ln -sfn "$ROOT/$page" /usr/local/share/man/man5/; done
+if [ -f completion/podkit.bash ]; then
+    ln -sfn "$ROOT/completion/podkit.bash" /etc/bash_completion.d/podkit
+fi
+log "installed: $(ls .venv/bin | grep -c '^podkit') podkit commands in /usr/local/bin"
+
+if [ "${1:-}" != "--no-demo" ]; then
+    exec bash "$ROOT/demo.sh"
+fi
