@@ -58,7 +58,10 @@ def words_or_stdin(values: list[str]) -> list[str]:
         return values
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("no arguments given and nothing on stdin")
-    return sys.stdin.read().split()
+    words = sys.stdin.read().split()
+    if not words:
+        raise UsageError("no arguments given and nothing on stdin")
+    return words
 
 
 def emit(line: str) -> None:
