@@ -61,7 +61,7 @@ _GO_TO_APPC: dict[tuple[str, str, str], tuple[str, str]] = {
 ANNOTATION_DOCKER_ENTRYPOINT = "appc.io/docker/entrypoint"
 ANNOTATION_DOCKER_CMD = "appc.io/docker/cmd"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.\-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.\-]*\Z")
 _AC_ID_INVALID = re.compile(r"[^a-z0-9\-._~/]")
 _AC_ID_EDGES = re.compile(r"(^[\-._~/]+)|([\-._~/]+$)")
 _AC_NAME_INVALID = re.compile(r"[^a-z0-9-]")

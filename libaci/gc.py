@@ -22,7 +22,7 @@ from libaci.errors import ConflictError, PodkitError
 from libaci.fsutil import flocked, rmtree
 from libaci.store import ANN_ACI_MANIFEST, ImageRecord, Store
 
-_HEXNAME = re.compile(r"^[0-9a-f]{64,128}$")
+_HEXNAME = re.compile(r"^[0-9a-f]{64,128}\Z")
 
 
 @attrs.define

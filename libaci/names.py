@@ -13,7 +13,7 @@ import re
 from libaci.errors import InvalidReferenceError
 from libaci.reference import parse_appc_name, parse_docker_reference
 
-_ID = re.compile(r"^(?:(sha256|sha512)[:-])?([0-9a-f]{4,128})$")
+_ID = re.compile(r"^(?:(sha256|sha512)[:-])?([0-9a-f]{4,128})\Z")
 
 
 def normalize(name: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -41,7 +40,6 @@ ANN_ACI_MANIFEST = "io.podkit.aci.manifest"
 ANN_INDEX = "io.podkit.image.index"
 LAYOUT = b'{"imageLayoutVersion": "1.0.0"}'
 DEFAULT_STORE = "/var/lib/podkit"
-_HEX = re.compile(r"^[0-9a-f]+$")
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ from libaci.sources.oci_import import import_manifest
 from libaci.sources.ocilayout import Layout, store_name
 from libaci.store import REF_NAME, Store
 
-_NAME = re.compile(r"^(oci-layout|index\.json|blobs/[a-z0-9]+/[a-zA-Z0-9=_-]+)$")
+_NAME = re.compile(r"^(oci-layout|index\.json|blobs/[a-z0-9]+/[a-zA-Z0-9=_-]+)\Z")
 
 
 def unpack_layout(archive: str, dest: str) -> None:
