@@ -7,6 +7,7 @@ the end, so a failure or a kill never leaves a half-written result.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -18,7 +19,7 @@ from typing import BinaryIO
 from libaci import mediatypes as mt
 from libaci.compress import open_decompressed
 from libaci.errors import ConflictError, NotFoundError, StoreError, UsageError
-from libaci.fsutil import fsync_dir, rmtree
+from libaci.fsutil import fsync_dir, rmtree, try_flock
 from libaci.oci import Descriptor, dumps
 from libaci.render import RenderStats, render
 from libaci.store import REF_NAME, ImageRecord, Store
@@ -35,7 +36,13 @@ def _replacing(dest: str, overwrite: bool, *, directory: bool) -> Iterator[str]:
         empty_dir = directory and os.path.isdir(dest) and not os.listdir(dest)
         if not (overwrite or empty_dir):
             raise ConflictError(f"{dest} already exists (use --overwrite)")
-    tmp = os.path.join(parent, f".{os.path.basename(dest)}.podkit-{os.urandom(4).hex()}")
+    prefix = f".{os.path.basename(dest)}.podkit-"
+    _remove_stale(parent, prefix)
+    tmp = os.path.join(parent, prefix + os.urandom(4).hex())
+    # the locked file says "a podkit process is writing tmp"; see _remove_stale
+    lockfile = tmp + ".lock"
+    lfd = os.open(lockfile, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lfd, fcntl.LOCK_EX)
     try:
         if directory:
             os.mkdir(tmp, 0o755)
@@ -57,6 +64,34 @@ def _replacing(dest: str, overwrite: bool, *, directory: bool) -> Iterator[str]:
         elif os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        os.unlink(lockfile)
+        os.close(lfd)
+
+
+def _remove_stale(parent: str, prefix: str) -> None:
+    """Remove temporaries of earlier writers to the same destination that were killed."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(prefix) and n.endswith(".lock")]
+    except OSError:
+        return
+    for name in names:
+        lockfile = os.path.join(parent, name)
+        try:
+            fd = os.open(lockfile, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if not try_flock(fd):
+                continue  # its writer is alive
+            tmp = lockfile.removesuffix(".lock")
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                rmtree(tmp)
+            elif os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.unlink(lockfile)
+        finally:
+            os.close(fd)
 
 
 def render_image(store: Store, rec: ImageRecord, dest: str, *,

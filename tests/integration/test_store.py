@@ -244,3 +244,19 @@ def test_ids_chain_through_stdin(podkit, images):
     assert len(ids.split()) == 2
     docs = json.loads(podkit.ok("inspect", input=ids))
     assert [d["Id"] for d in docs] == ids.split()
+
+
+def test_a_killed_render_leaves_nothing_and_is_cleaned_up(podkit, images, tmp_path):
+    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    dest = tmp_path / "out"
+    cmd = [os.path.join(TOOLS, "podkit-render"), "--store", podkit.store, image_id, str(dest)]
+    for delay in (0.05, 0.12, 0.2):
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if dest.exists():  # finished before the kill: complete
+            assert (dest / "bin/busybox").stat().st_size > 1000
+            break
+    podkit.ok("render", "--overwrite", image_id, str(dest))
+    assert sorted(os.listdir(tmp_path)) == ["out", "store"]  # stale temporaries are gone
