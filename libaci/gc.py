@@ -17,10 +17,12 @@ import re
 
 import attrs
 
+from libaci import mediatypes as mt
 from libaci.digest import Digest, chain_ids
 from libaci.errors import ConflictError, PodkitError
 from libaci.fsutil import flocked, rmtree
-from libaci.store import ANN_ACI_MANIFEST, ImageRecord, Store
+from libaci.oci import Descriptor
+from libaci.store import ANN_ACI_MANIFEST, ImageRecord, Store, image_id_to_digest
 
 _HEXNAME = re.compile(r"^[0-9a-f]{64,128}\Z")
 
@@ -90,6 +92,15 @@ def _image_refs(store: Store, rec: ImageRecord) -> tuple[set[Digest], set[Digest
     return blobs, layers
 
 
+def _descriptor_of(store: Store, image_id: str) -> Descriptor:
+    """A descriptor for an image that index.json no longer names."""
+    digest = image_id_to_digest(image_id)
+    if image_id.startswith("sha512-"):
+        return Descriptor(mt.APPC_ACI, digest, store.blob_size(digest))
+    manifest = store.manifest(digest)
+    return Descriptor(manifest.effective_media_type, digest, store.blob_size(digest))
+
+
 def in_use_by_pods(store: Store, rec: ImageRecord) -> bool:
     ids = pod_images(store)
     return rec.id in ids or str(rec.descriptor.digest) in ids
@@ -104,7 +115,15 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
         result.staging = store.clean_stale()
         keep_blobs: set[Digest] = set()
         keep_layers: set[Digest] = set()
-        for rec in store.images():
+        records = store.images()
+        known = {r.id for r in records}
+        for image_id in pod_images(store) - known:  # removed by rmi --force, still in a pod
+            try:
+                desc = _descriptor_of(store, image_id)
+            except PodkitError:
+                continue
+            records.append(ImageRecord(desc, ()))
+        for rec in records:
             b, layer = _image_refs(store, rec)
             keep_blobs |= b
             keep_layers |= layer

@@ -148,6 +148,10 @@ class Store:
             return removed
         for name in names:
             p = os.path.join(tmp, name)
+            if name.startswith("n-") and _age(p) > 60:  # killed between mkdir and rename
+                rmtree(p)
+                removed.append(p)
+                continue
             if not name.startswith("w-"):
                 continue
             try:
@@ -352,6 +356,15 @@ class Store:
             return 0
 
 
+def _age(path: str) -> float:
+    import time
+
+    try:
+        return time.time() - os.lstat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
 @attrs.define
 class Staging:
     """A writer's private directory inside the store, locked while it lives."""
@@ -364,11 +377,15 @@ class Staging:
 
     @classmethod
     def create(cls, store: Store) -> Staging:
-        d = store.path("tmp", f"w-{os.getpid()}-{os.urandom(6).hex()}")
-        os.mkdir(d, 0o700)
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if not try_flock(fd):  # nobody else can know the name yet
-            raise StoreError(f"cannot lock {d}")
+        # made under a name clean_stale ignores, and renamed once locked, so no
+        # other writer can ever see it unlocked and take it for a stale one
+        name = f"{os.getpid()}-{os.urandom(6).hex()}"
+        new, d = store.path("tmp", f"n-{name}"), store.path("tmp", f"w-{name}")
+        os.mkdir(new, 0o700)
+        fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not try_flock(fd):
+            raise StoreError(f"cannot lock {new}")
+        os.rename(new, d)
         return cls(store, d, fd)
 
     def close(self) -> None:

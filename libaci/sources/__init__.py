@@ -53,6 +53,7 @@ def _registry() -> dict[str, Callable[[], Importer]]:
     }
 
 
+LOCAL = "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N] or FILE.aci"
 ACI_SUFFIXES = (".aci", ".aci.gz", ".aci.bz2", ".aci.xz", ".aci.zst")
 
 
@@ -67,10 +68,8 @@ def classify(source: str) -> tuple[str, str]:
         return "aci", source
     scheme = source.split(":", 1)[0] if ":" in source else ""
     if scheme in ("docker", "http", "https"):
-        raise UsageError(f"{scheme}: sources are not supported yet (local sources: "
-                         "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, FILE.aci)")
-    raise UsageError(f"unknown image source {source!r} (use oci:DIR[:REF], "
-                     "oci-archive:FILE[:REF], docker-archive:FILE[:REF] or FILE.aci)")
+        raise UsageError(f"{scheme}: sources are not supported yet (local sources: {LOCAL})")
+    raise UsageError(f"unknown image source {source!r} (use {LOCAL})")
 
 
 def fetch(store: Store, source: str, options: FetchOptions | None = None) -> Fetched:

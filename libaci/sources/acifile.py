@@ -16,6 +16,7 @@ from libaci.digest import Digest
 from libaci.errors import NotFoundError
 from libaci.names import appc_store_name
 from libaci.oci import Descriptor
+from libaci.reference import parse_appc_name
 from libaci.sources import Fetched, FetchOptions
 from libaci.store import ANN_ACI_MANIFEST, ANN_CREATED, ANN_SOURCE, Store
 from libaci.unpack import extract_one
@@ -43,7 +44,8 @@ def fetch(store: Store, path: str, options: FetchOptions) -> Fetched:
             extract_one(blob, dest, None, prefix="rootfs/")
             staging.layers[digest] = dest
         if options.name:
-            names = [options.name]
+            app = parse_appc_name(options.name)
+            names = [appc_store_name(app.name, app.version)]
         else:
             names = [appc_store_name(info.manifest.name, info.manifest.version)]
         desc = Descriptor(mt.APPC_ACI, digest, info.size, annotations={

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from typing import Any
 
@@ -136,7 +137,7 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
                 except InvalidReferenceError:
                     continue
         with store.writing() as staging:
-            return import_manifest(staging, opener, mdesc, names, options,
-                                   f"docker-archive:{rest}")
+            source = f"docker-archive:{os.path.abspath(path)}" + (f":{sel}" if sel else "")
+            return import_manifest(staging, opener, mdesc, names, options, source)
     finally:
         arch.close()

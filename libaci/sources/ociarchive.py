@@ -61,4 +61,5 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
         desc = layout.find(ref)
         names = store_name(path.removesuffix(".tar"), ref or desc.annotations.get(REF_NAME),
                            options.name)
-        return import_manifest(staging, layout.open, desc, names, options, f"oci-archive:{rest}")
+        source = f"oci-archive:{os.path.abspath(path)}" + (f":{ref}" if ref else "")
+        return import_manifest(staging, layout.open, desc, names, options, source)

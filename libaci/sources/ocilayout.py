@@ -90,4 +90,5 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
     desc = layout.find(ref)
     names = store_name(path, ref or desc.annotations.get(REF_NAME), options.name)
     with store.writing() as staging:
-        return import_manifest(staging, layout.open, desc, names, options, f"oci:{rest}")
+        source = f"oci:{os.path.abspath(path)}" + (f":{ref}" if ref else "")
+        return import_manifest(staging, layout.open, desc, names, options, source)

@@ -43,7 +43,10 @@ def dispatch(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
         out = sys.stdout if args else sys.stderr
-        print("usage: podkit VERB [ARGS...]   (runs podkit-VERB; see podkit-VERB --help)\n\n"
+        print("usage: podkit VERB [ARGS...]\n"
+              "       podkit --version\n\n"
+              "Runs podkit-VERB with ARGS (found next to podkit or on PATH), as git does.\n"
+              "Options such as --store go after the verb; see podkit-VERB --help.\n\n"
               "commands: " + " ".join(_commands()), file=out)
         return 0 if args else 2
     if args[0] == "--version":

@@ -10,13 +10,15 @@ PROG = "podkit-export"
 
 
 def build() -> argparse.ArgumentParser:
-    p = common.parser(PROG, "Export an image to oci-archive:FILE[:REF], docker-archive:FILE[:REF],"
-                            " oci:DIR[:REF] or FILE.aci.",
+    p = common.parser(PROG, "Export an image to oci-archive:FILE[:REF], "
+                            "docker-archive:FILE[:REF],\noci:DIR[:REF] (added to the layout) "
+                            "or FILE.aci (uncompressed); prints the image ID.",
                       epilog="example: podkit-export busybox oci-archive:/tmp/bb.tar && "
                              "skopeo inspect oci-archive:/tmp/bb.tar")
     p.add_argument("ref", metavar="REF|ID", help="the image")
     p.add_argument("dest", metavar="DEST", help="where to write it")
-    p.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DEST if it exists (oci:DIR is always added to)")
     return p
 
 

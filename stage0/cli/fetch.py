@@ -12,7 +12,10 @@ PROG = "podkit-fetch"
 def build() -> argparse.ArgumentParser:
     p = common.parser(PROG, "Fetch images into the store; print one image ID per source.",
                       epilog="sources: oci:DIR[:REF]  oci-archive:FILE[:REF]  "
-                             "docker-archive:FILE[:REF|@N]  FILE.aci[.gz|.bz2|.xz|.zst]\n"
+                             "docker-archive:FILE[:REF|@N] (@N: the Nth image)\n"
+                             "         FILE.aci[.gz|.bz2|.xz|.zst]  file://PATH (an ACI)\n"
+                             "names: --name, else the REF (a bare tag T in DIR becomes "
+                             "localhost/DIR:T), the archive's tags, or the ACI's name:version\n"
                              "example: podkit-fetch oci:/tmp/layout:latest | xargs podkit-inspect")
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="image sources (read from stdin when none or '-')")
@@ -20,7 +23,8 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("--os", dest="os_name", metavar="OS", help="platform OS to pick from an index")
     p.add_argument("--arch", metavar="ARCH", help="architecture to pick from an index")
     p.add_argument("--variant", metavar="VARIANT", help="architecture variant (e.g. v7)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress on stderr (progress shows only on a terminal anyway)")
     return p
 
 

@@ -10,8 +10,9 @@ PROG = "podkit-gc"
 
 
 def build() -> argparse.ArgumentParser:
-    p = common.parser(PROG, "Collect garbage in the store: unreferenced blobs, extracted layers "
-                            "and staging left by killed processes. Prints what it removed.",
+    p = common.parser(PROG, "Collect garbage in the store: blobs and extracted layers that no\n"
+                            "image or pod uses, and staging left by killed processes.\n"
+                            "Prints what it removed ('blob DIGEST', 'layer CHAINID').",
                       epilog="example: podkit-rmi old-image && podkit-gc")
     p.add_argument("-n", "--dry-run", action="store_true", help="only print what would go")
     return p

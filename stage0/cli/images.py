@@ -14,10 +14,13 @@ def build() -> argparse.ArgumentParser:
     p = common.parser(PROG, "List images in the store (one row per name).",
                       epilog="example: podkit-images -q | xargs podkit-inspect")
     p.add_argument("filter", nargs="?", metavar="REPOSITORY",
-                   help="only images whose repository is REPOSITORY")
+                   help="only images whose repository (or full name, or last path "
+                        "component) is REPOSITORY")
     p.add_argument("-a", "--all", action="store_true", help="also list unnamed images")
-    p.add_argument("-q", "--quiet", action="store_true", help="print image IDs only")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("-q", "--quiet", action="store_true", help="print image IDs only")
+    fmt.add_argument("--json", action="store_true",
+                     help="print one JSON document (full IDs, all names)")
     p.add_argument("--no-trunc", action="store_true", help="do not shorten image IDs")
     return p
 

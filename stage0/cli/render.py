@@ -10,8 +10,9 @@ PROG = "podkit-render"
 
 
 def build() -> argparse.ArgumentParser:
-    p = common.parser(PROG, "Write the flattened root filesystem of an image to DIR "
-                            "(what 'rkt image render' and 'umoci unpack' give).",
+    p = common.parser(PROG, "Write the flattened root filesystem of an image to DIR\n"
+                            "(what 'rkt image render' and 'umoci unpack' give).\n"
+                            "With --debug, also print file, directory and byte counts.",
                       epilog="example: podkit-fetch oci:img | "
                              "xargs -I{} podkit-render {} /tmp/rootfs")
     p.add_argument("ref", metavar="REF|ID", help="the image")

@@ -10,9 +10,9 @@ PROG = "podkit-rmi"
 
 
 def build() -> argparse.ArgumentParser:
-    p = common.parser(PROG, "Remove images. A name with other names left is only untagged; "
-                            "an ID (or the last name) removes the image, then unused blobs "
-                            "and layers are collected.",
+    p = common.parser(PROG, "Remove images. A name with other names left is only untagged;\n"
+                            "an ID (or the last name) removes the image, then unused blobs\n"
+                            "and layers are collected. Prints the IDs of removed images.",
                       epilog="example: podkit-images -q | xargs podkit-rmi")
     p.add_argument("refs", nargs="*", metavar="REF|ID",
                    help="images (read from stdin when none or '-')")

@@ -143,7 +143,8 @@ def test_eight_simultaneous_fetches_store_each_blob_once(images, store):
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(8)]
     outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, [o[1] for o in outs]
+    failed = [(p.returncode, o[1]) for p, o in zip(procs, outs, strict=True) if p.returncode]
+    assert failed == []
     assert len({o[0] for o in outs}) == 1
     blobs = os.listdir(os.path.join(store, "blobs/sha256"))
     assert len(blobs) == len(set(blobs)) == 5  # manifest, config, 3 layers
@@ -260,3 +261,20 @@ def test_a_killed_render_leaves_nothing_and_is_cleaned_up(podkit, images, tmp_pa
             break
     podkit.ok("render", "--overwrite", image_id, str(dest))
     assert sorted(os.listdir(tmp_path)) == ["out", "store"]  # stale temporaries are gone
+
+
+def test_gc_and_rmi_keep_what_a_pod_uses(podkit, images, store):
+    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    pod = os.path.join(store, "pods/run/6f1b1a4e-0000-4000-8000-000000000001")
+    os.makedirs(pod)
+    with open(os.path.join(pod, "pod"), "w") as f:
+        json.dump({"acKind": "PodManifest", "acVersion": "0.8.11",
+                   "apps": [{"name": "app", "image": {"id": image_id}}]}, f)
+    podkit.fail("rmi", image_id, status=5, match="used by a pod")
+    assert podkit("rmi", "--force", image_id).returncode == 0
+    podkit.ok("gc")
+    assert len(os.listdir(os.path.join(store, "blobs/sha256"))) == 5
+    assert len(os.listdir(os.path.join(store, "layers/sha256"))) == 3
+    os.unlink(os.path.join(pod, "pod"))
+    out = podkit.ok("gc")
+    assert out.count("layer ") == 3
