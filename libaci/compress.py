@@ -21,8 +21,6 @@ import lzma
 import zlib
 from typing import BinaryIO, cast
 
-import zstandard
-
 from libaci.errors import ImageError
 
 CHUNK = 1 << 20
@@ -77,7 +75,7 @@ class _Prefixed(io.RawIOBase):
 
 
 _CORRUPT: tuple[type[BaseException], ...] = (
-    EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError, gzip.BadGzipFile,
+    EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile,
 )
 
 
@@ -87,6 +85,11 @@ class _Checked(io.RawIOBase):
     def __init__(self, inner: BinaryIO, kind: str) -> None:
         self._inner = inner
         self.kind = kind
+        self._corrupt = _CORRUPT
+        if kind == "zstd":  # imported only when a zstd stream shows up
+            import zstandard
+
+            self._corrupt = (*_CORRUPT, zstandard.ZstdError)
 
     def readable(self) -> bool:
         return True
@@ -94,7 +97,7 @@ class _Checked(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         try:
             return self._inner.read(size)
-        except _CORRUPT as e:
+        except self._corrupt as e:
             raise CompressionError(f"corrupt {self.kind} data: {e or type(e).__name__}") from e
         except OSError as e:
             # bz2 reports bad data as a bare OSError; real I/O errors carry an errno.
@@ -146,6 +149,8 @@ def open_decompressed(stream: BinaryIO) -> BinaryIO:
     elif kind == "xz":
         inner = cast(BinaryIO, lzma.LZMAFile(raw, "rb"))  # noqa: SIM115
     else:
+        import zstandard
+
         inner = cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(
             raw, read_size=CHUNK, read_across_frames=True, closefd=False))
     return cast(BinaryIO, _Checked(inner, kind))

@@ -278,3 +278,22 @@ def test_gc_and_rmi_keep_what_a_pod_uses(podkit, images, store):
     os.unlink(os.path.join(pod, "pod"))
     out = podkit.ok("gc")
     assert out.count("layer ") == 3
+
+
+@pytest.mark.parametrize("verb", ["render", "images", "inspect"])
+def test_commands_on_a_stored_image_stay_lean(podkit, images, store, tmp_path, verb):
+    """No jsonschema, requests, cryptography or zstandard once an image is in the store."""
+    import sys
+
+    podkit.ok("fetch", f"oci:{images['layout']}:multi-zstd")
+    args = {"render": ["layout:multi-zstd", str(tmp_path / "r")], "images": [],
+            "inspect": ["layout:multi-zstd"]}[verb]
+    code = (f"import sys; sys.argv = ['podkit-{verb}', '--store', {store!r}, *{args!r}]\n"
+            f"from stage0.cli.{verb} import main\n"
+            "rc = main()\n"
+            "heavy = {m.split('.')[0] for m in sys.modules} & "
+            "{'jsonschema', 'requests', 'cryptography', 'zstandard', 'referencing'}\n"
+            "print(sorted(heavy), file=sys.stderr); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "[]"
