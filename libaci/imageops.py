@@ -97,9 +97,9 @@ def _remove_stale(parent: str, prefix: str) -> None:
 def render_image(store: Store, rec: ImageRecord, dest: str, *,
                  overwrite: bool = False) -> RenderStats:
     """The image's flattened rootfs, written to ``dest``."""
-    layers = [x.path for x in store.image_layers(rec)]
+    layers, markers = store.render_layers(rec)
     with _replacing(dest, overwrite, directory=True) as tmp:
-        return render(layers, tmp)
+        return render(layers, tmp, markers=markers)
 
 
 def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -245,7 +245,8 @@ def export_aci(store: Store, rec: ImageRecord, out: BinaryIO, staging_dir: str) 
                                         None if tag == "<none>" else tag, config.doc)
     rootfs = os.path.join(staging_dir, "rootfs")
     os.mkdir(rootfs)
-    render([x.path for x in store.image_layers(rec)], rootfs)
+    layers, markers = store.render_layers(rec)
+    render(layers, rootfs, markers=markers)
     write_aci(out, manifest.to_json(), rootfs)
 
 

@@ -23,6 +23,8 @@ import attrs
 from libaci.errors import StoreError
 
 OPAQUE = "trusted.overlay.opaque"
+WH = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
 _SKIP_XATTR = ("trusted.overlay.",)
 
 
@@ -37,11 +39,13 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: str) -> bool:
+def is_opaque(path: str, marker: bool = False) -> bool:
     try:
-        return os.getxattr(path, OPAQUE, follow_symlinks=False) == b"y"
+        if os.getxattr(path, OPAQUE, follow_symlinks=False) == b"y":
+            return True
     except OSError:
-        return False
+        pass
+    return marker and os.path.lexists(os.path.join(path, OPAQUE_MARKER))
 
 
 def _copy_xattrs(src: str, dst: str) -> None:
@@ -88,6 +92,54 @@ def _copy_file(src: str, dst: str, size: int) -> None:
         os.close(fin)
 
 
+Src = tuple[str, bool]  # (directory, whiteouts are .wh. marker files)
+
+
+def _scan(srcs: list[Src]) -> tuple[list[str], dict[str, tuple[str, os.stat_result]],
+                                   dict[str, list[Src]]]:
+    """Resolve one directory over its layers (top first), as overlayfs does.
+
+    Returns the names in order, the non-directories (path, stat) and, for each
+    directory, the layer directories that contribute to it (top first).
+    """
+    order: list[str] = []
+    files: dict[str, tuple[str, os.stat_result]] = {}
+    dirs: dict[str, list[Src]] = {}
+    closed: set[str] = set()
+    for src, marker in srcs:
+        with os.scandir(src) as it:
+            for e in it:
+                name = e.name
+                whiteout = False
+                if marker and name.startswith(WH):
+                    if name == OPAQUE_MARKER:
+                        continue
+                    name, whiteout = name[len(WH):], True
+                if name in closed:
+                    continue
+                st = e.stat(follow_symlinks=False)
+                whiteout = whiteout or is_whiteout(st)
+                if name in dirs:  # an upper layer has a directory here
+                    if not whiteout and stat.S_ISDIR(st.st_mode):
+                        dirs[name].append((e.path, marker))
+                        if is_opaque(e.path, marker):
+                            closed.add(name)
+                    else:
+                        closed.add(name)
+                    continue
+                order.append(name)
+                if whiteout:
+                    closed.add(name)
+                elif stat.S_ISDIR(st.st_mode):
+                    dirs[name] = [(e.path, marker)]
+                    if is_opaque(e.path, marker):
+                        closed.add(name)
+                else:
+                    files[name] = (e.path, st)
+                    closed.add(name)
+    return order, files, dirs
+
+
 class _Renderer:
     def __init__(self, same_owner: bool) -> None:
         self.same_owner = same_owner
@@ -122,49 +174,27 @@ class _Renderer:
         _set_meta(dst, st, self.same_owner)
         self.stats.files += 1
 
-    def merge(self, srcs: list[str], dst: str) -> None:
-        """Merge directory ``srcs`` (top first) into the existing ``dst``."""
-        order: list[str] = []
-        files: dict[str, tuple[str, os.stat_result]] = {}
-        dirs: dict[str, list[str]] = {}
-        closed: set[str] = set()
-        for src in srcs:
-            with os.scandir(src) as it:
-                for e in it:
-                    name = e.name
-                    if name in closed:
-                        continue
-                    st = e.stat(follow_symlinks=False)
-                    path = e.path
-                    if name in dirs:  # an upper layer has a directory here
-                        if stat.S_ISDIR(st.st_mode):
-                            dirs[name].append(path)
-                            if is_opaque(path):
-                                closed.add(name)
-                        else:
-                            closed.add(name)
-                        continue
-                    order.append(name)
-                    if is_whiteout(st):
-                        closed.add(name)
-                    elif stat.S_ISDIR(st.st_mode):
-                        dirs[name] = [path]
-                        if is_opaque(path):
-                            closed.add(name)
-                    else:
-                        files[name] = (path, st)
-                        closed.add(name)
+    def level(self, srcs: list[Src], dst: str) -> list[tuple[list[Src], str]]:
+        """Write one directory's non-directories and make its subdirectories."""
+        order, files, dirs = _scan(srcs)
+        subdirs = []
         for name in order:
             target = os.path.join(dst, name)
             if name in files:
                 src, st = files[name]
                 self.entry(src, target, st)
             elif name in dirs:
-                top = dirs[name][0]
+                top = dirs[name][0][0]
                 os.mkdir(target, 0o700)
                 self.stats.dirs += 1
                 self.dirs.append((top, target, os.lstat(top)))
-                self.merge(dirs[name], target)
+                subdirs.append((dirs[name], target))
+        return subdirs
+
+    def merge(self, srcs: list[Src], dst: str) -> None:
+        """Merge directory ``srcs`` (top first) into the existing ``dst``."""
+        for sub, target in self.level(srcs, dst):
+            self.merge(sub, target)
 
     def finish(self) -> None:
         for src, dst, st in reversed(self.dirs):
@@ -172,73 +202,33 @@ class _Renderer:
             _set_meta(dst, st, self.same_owner)
 
 
-def layer_stack(layers: list[str]) -> list[str]:
-    """Top-first list of layer roots that contribute to ``/`` (opaque root stops it)."""
+def layer_stack(layers: list[str], markers: frozenset[str] = frozenset()) -> list[Src]:
+    """Top-first layer roots that contribute to ``/`` (an opaque root stops it)."""
     out = []
     for root in reversed(layers):
-        out.append(root)
-        if is_opaque(root):
+        marker = root in markers
+        out.append((root, marker))
+        if is_opaque(root, marker):
             break
     return out
 
 
-def render(layers: list[str], dest: str, *, workers: int | None = None) -> RenderStats:
+def render(layers: list[str], dest: str, *, markers: frozenset[str] = frozenset(),
+           workers: int | None = None) -> RenderStats:
     """Write the union of ``layers`` (bottom first) into the empty directory ``dest``.
 
-    Top-level directories are rendered in parallel threads.
+    ``markers`` names the layers whose whiteouts are ``.wh.`` files (extracted
+    without root).  Top-level directories are rendered in parallel threads.
     """
     same_owner = os.geteuid() == 0
-    stack = layer_stack(layers)
+    stack = layer_stack(layers, markers)
     if not stack:
         return RenderStats()
     try:
         top = _Renderer(same_owner)
-        # first level by hand, so that big subtrees can go to worker threads
-        order: list[str] = []
-        entries: dict[str, tuple[list[str], os.stat_result | None, str]] = {}
-        closed: set[str] = set()
-        for src in stack:
-            with os.scandir(src) as it:
-                for e in it:
-                    if e.name in closed:
-                        continue
-                    st = e.stat(follow_symlinks=False)
-                    if e.name in entries:
-                        srcs = entries[e.name][0]
-                        if stat.S_ISDIR(st.st_mode):
-                            srcs.append(e.path)
-                            if is_opaque(e.path):
-                                closed.add(e.name)
-                        else:
-                            closed.add(e.name)
-                        continue
-                    order.append(e.name)
-                    if is_whiteout(st):
-                        closed.add(e.name)
-                    elif stat.S_ISDIR(st.st_mode):
-                        entries[e.name] = ([e.path], st, "dir")
-                        if is_opaque(e.path):
-                            closed.add(e.name)
-                    else:
-                        entries[e.name] = ([e.path], st, "file")
-                        closed.add(e.name)
-        subs: list[tuple[list[str], str]] = []
-        for name in order:
-            if name not in entries:
-                continue
-            srcs, st, kind = entries[name]
-            target = os.path.join(dest, name)
-            assert st is not None
-            if kind == "file":
-                top.entry(srcs[0], target, st)
-            else:
-                os.mkdir(target, 0o700)
-                top.dirs.append((srcs[0], target, st))
-                top.stats.dirs += 1
-                subs.append((srcs, target))
-        workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        subs = top.level(stack, dest)
         renderers = [_Renderer(same_owner) for _ in subs]
-        with ThreadPoolExecutor(max_workers=workers) as ex:
+        with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as ex:
             futures = [ex.submit(r.merge, s, t) for r, (s, t) in zip(renderers, subs, strict=True)]
             for f in futures:
                 f.result()
@@ -248,9 +238,8 @@ def render(layers: list[str], dest: str, *, workers: int | None = None) -> Rende
             top.stats.dirs += r.stats.dirs
             top.stats.bytes += r.stats.bytes
         top.finish()
-        root_st = os.lstat(stack[0])
-        _copy_xattrs(stack[0], dest)
-        _set_meta(dest, root_st, same_owner)
+        _copy_xattrs(stack[0][0], dest)
+        _set_meta(dest, os.lstat(stack[0][0]), same_owner)
         return top.stats
     except OSError as e:
         raise StoreError(f"render failed at {e.filename or dest}: {e.strerror}") from None

@@ -71,6 +71,7 @@ class LayerInfo:
     path: str
     size: int
     entries: int
+    whiteouts: str = "overlay"  # or "marker" (.wh. files) or "none" (appc)
 
 
 def image_id_to_digest(text: str) -> Digest:
@@ -330,7 +331,8 @@ class Store:
         except (OSError, ValueError) as e:
             raise StoreError(f"layer {chain_id}: unreadable layer.json: {e}") from None
         return LayerInfo(chain_id, Digest.parse(info["diff_id"]), os.path.join(d, "rootfs"),
-                         int(info.get("size", 0)), int(info.get("entries", 0)))
+                         int(info.get("size", 0)), int(info.get("entries", 0)),
+                         info.get("whiteouts", "overlay"))
 
     def image_layers(self, rec: ImageRecord) -> list[LayerInfo]:
         """The extracted layers of an image, bottom first; NotFoundError if one is missing."""
@@ -348,6 +350,12 @@ class Store:
                                     f"(fetch the image again)")
             out.append(info)
         return out
+
+    def render_layers(self, rec: ImageRecord) -> tuple[list[str], frozenset[str]]:
+        """The image's layer roots (bottom first) and those with marker whiteouts."""
+        layers = self.image_layers(rec)
+        return [x.path for x in layers], frozenset(x.path for x in layers
+                                                   if x.whiteouts == "marker")
 
     def image_size(self, rec: ImageRecord) -> int:
         try:

@@ -66,14 +66,14 @@ def extract_one(blob: str, dest: str, diff_id: Digest | None, lowers: Sequence[s
     with open(blob, "rb") as f:
         tee = HashingReader(open_decompressed(f))
         stats = extract_layer(tee, root, lower_dirs=lowers, member_prefix=prefix,
-                              overlay_whiteouts=not prefix, limits=limits or Limits())
+                              whiteouts=not prefix, limits=limits or Limits())
         tee.drain()
     got = tee.hasher.digest()
     if diff_id is not None:
         what = f"layer {os.path.basename(blob)[:19]} diff ID"
         verify(diff_id, None, got, tee.hasher.size, what)
     info = {"diff_id": str(diff_id or got), "size": tee.hasher.size, "entries": stats.entries,
-            "warnings": stats.warnings}
+            "whiteouts": stats.whiteouts, "warnings": stats.warnings}
     with open(os.path.join(dest, "layer.json"), "w") as out:
         json.dump(info, out)
     return got, tee.hasher.size, stats.entries

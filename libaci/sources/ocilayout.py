@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import BinaryIO
 
 from libaci import names as naming
@@ -19,8 +20,14 @@ class Layout:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        if not os.path.isdir(root):
-            raise NotFoundError(f"OCI layout {root} does not exist")
+        try:
+            st = os.stat(root)
+        except FileNotFoundError:
+            raise NotFoundError(f"OCI layout {root} does not exist") from None
+        except PermissionError:
+            raise ImageError(f"OCI layout {root}: permission denied") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{root} is not a directory (an OCI layout is one)")
         try:
             with open(os.path.join(root, "oci-layout"), "rb") as f:
                 layout = json.loads(f.read(65536))

@@ -65,7 +65,8 @@ def test_aci_fetch_list_render_export_round_trip(podkit, images, tmp_path, store
     assert "example.com/app" in table and "v1" in table
     podkit.ok("render", "example.com/app:v1", str(tmp_path / "r"))
     assert (tmp_path / "r/etc/hostname").read_text() == "aci\n"
-    assert (tmp_path / "r/.wh.notawhiteout").exists()  # appc has no whiteouts
+    # appc has no whiteouts: a .wh. name is an ordinary file
+    assert (tmp_path / "r/.wh.notawhiteout").read_text() == "appc has no whiteouts"
     out = tmp_path / "back.aci"
     podkit.ok("export", image_id, str(out))
     with open(out, "rb") as a, open(images["aci"], "rb") as b:
@@ -297,3 +298,42 @@ def test_commands_on_a_stored_image_stay_lean(podkit, images, store, tmp_path, v
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture
+def world_tmp():  # type: ignore[no-untyped-def]
+    """A temporary directory other users can reach (pytest's are 0700)."""
+    import pathlib
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="podkit-test-", dir="/var/tmp")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d)
+
+
+def test_rootless_fetch_and_render_apply_whiteouts(images, world_tmp):
+    """Without root, whiteouts are kept as .wh. markers, and render still applies them."""
+    tmp_path = world_tmp
+    home = tmp_path / "nobody"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    store, out = home / "store", home / "out"
+
+    def as_nobody(verb: str, *args: str) -> str:
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            os.path.join(TOOLS, f"podkit-{verb}"), "--store", str(store), *args],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    layout = tmp_path / "layout"
+    shutil.copytree(images["layout"], layout)
+    os.system(f"chmod -R a+rX {layout}")
+    image_id = as_nobody("fetch", f"oci:{layout}:multi").strip()
+    info = [json.loads(p.read_text()) for p in store.glob("layers/sha256/*/layer.json")]
+    assert {i["whiteouts"] for i in info} == {"marker"}
+    as_nobody("render", image_id, str(out))
+    assert not (out / "data/a").exists() and not (out / "gone").exists()
+    assert sorted(os.listdir(out / "opaque")) == ["sub", "z"]
+    assert not [p for p in out.rglob(".wh.*")]

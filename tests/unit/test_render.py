@@ -118,3 +118,21 @@ def test_render_never_follows_symlinks_out_of_the_destination(tmp_path):
     render([l0, l1], str(dest))
     assert os.listdir(outside) == []
     assert (dest / "esc/file").read_text() == "x" and not os.path.islink(dest / "esc")
+
+
+def test_marker_whiteouts_from_a_rootless_extraction(tmp_path):
+    l0 = _layer(tmp_path / "l0", {"a": "0", "d/x": "0", "o/p": "0"})
+    l1 = _layer(tmp_path / "l1", {".wh.a": "", "d/.wh.x": "", "d/y": "1", "o/.wh..wh..opq": "",
+                                   "o/q": "1"})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    render([l0, l1], str(dest), markers=frozenset({l1}))
+    assert _tree(dest) == {"d": None, "d/y": "1", "o": None, "o/q": "1"}
+
+
+def test_wh_names_in_a_layer_without_markers_are_ordinary_files(tmp_path):
+    l0 = _layer(tmp_path / "l0", {".wh.file": "appc has no whiteouts"})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    render([l0], str(dest))
+    assert _tree(dest) == {".wh.file": "appc has no whiteouts"}
