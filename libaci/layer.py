@@ -595,11 +595,7 @@ class _Extractor:
         parent = self._parent(rel, name)
         path = self.base + rel
         base = rel[rel.rfind("/") + 1:]
-        try:
-            fd = os.open(path, _WFLAGS, 0o600)
-        except FileExistsError:
-            self._remove(path, parent, base)
-            fd = os.open(path, _WFLAGS, 0o600)
+        fd = self._create(path, parent, base)
         try:
             if sparse is not None:
                 # the data blocks follow the header back to back: write each
@@ -692,6 +688,14 @@ class _Extractor:
             self._set_xattrs(path, name, xattrs)
         if ns is not None:
             os.utime(path, ns=(ns, ns), follow_symlinks=False)
+
+    def _create(self, path: str, parent: _Dir, base: str) -> int:
+        """A new file at ``path`` (never through a symlink), replacing what was there."""
+        try:
+            return os.open(path, _WFLAGS, 0o600)
+        except FileExistsError:
+            self._remove(path, parent, base)
+            return os.open(path, _WFLAGS, 0o600)
 
     # ------------------------------------------------------------------ whiteouts
 
@@ -818,11 +822,7 @@ class _Extractor:
                                  f"(at entry {_q(name)})")
             sfd = os.open(src, _RFLAGS)
             try:
-                try:
-                    fd = os.open(path, _WFLAGS, 0o600)
-                except FileExistsError:
-                    self._remove(path, parent, base)
-                    fd = os.open(path, _WFLAGS, 0o600)
+                fd = self._create(path, parent, base)
                 try:
                     left = size
                     while left > 0:

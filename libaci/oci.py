@@ -131,6 +131,22 @@ class Descriptor:
         return attrs.evolve(self, annotations=dict(annotations))
 
 
+def _envelope(doc: Manifest | Index, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields manifests and indexes share, around ``body``, in spec order."""
+    out: dict[str, Any] = {"schemaVersion": 2}
+    if doc.media_type:
+        out["mediaType"] = doc.media_type
+    if doc.artifact_type:
+        out["artifactType"] = doc.artifact_type
+    out.update(body)
+    if doc.subject is not None:
+        out["subject"] = doc.subject.to_dict()
+    if doc.annotations:
+        out["annotations"] = dict(doc.annotations)
+    out.update(doc.extra)
+    return out
+
+
 @attrs.frozen
 class Manifest:
     """An OCI image manifest or Docker schema2 manifest."""
@@ -165,19 +181,8 @@ class Manifest:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2}
-        if self.media_type:
-            out["mediaType"] = self.media_type
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        out["config"] = self.config.to_dict()
-        out["layers"] = [x.to_dict() for x in self.layers]
-        if self.subject is not None:
-            out["subject"] = self.subject.to_dict()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        out.update(self.extra)
-        return out
+        return _envelope(self, {"config": self.config.to_dict(),
+                                "layers": [x.to_dict() for x in self.layers]})
 
     @property
     def is_docker(self) -> bool:
@@ -216,18 +221,7 @@ class Index:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2}
-        if self.media_type:
-            out["mediaType"] = self.media_type
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        out["manifests"] = [x.to_dict() for x in self.manifests]
-        if self.subject is not None:
-            out["subject"] = self.subject.to_dict()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        out.update(self.extra)
-        return out
+        return _envelope(self, {"manifests": [x.to_dict() for x in self.manifests]})
 
     @property
     def effective_media_type(self) -> str:

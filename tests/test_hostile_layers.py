@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
-import io
 import os
 import random
 import re
@@ -26,27 +25,17 @@ from typing import Any
 
 import attrs
 import pytest
+from tarkit import E, Stream, tar
 
 import libaci.layer
 from libaci.errors import LayerError
 from libaci.layer import OPAQUE_XATTR, LayerStats, Limits, extract_layer
 
 ROOT = os.geteuid() == 0
-MTIME = 1_600_000_000
 PWNED = "/tmp/podkit-pwned"
 
 
 # ---------------------------------------------------------------- tar helpers
-
-class Stream:
-    """A non-seekable binary stream: only read()."""
-
-    def __init__(self, data: bytes) -> None:
-        self._b = io.BytesIO(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self._b.read(n)
-
 
 class Endless:
     """An endless stream: ``prefix``, then ``unit`` (a multiple of 512 bytes) forever."""
@@ -72,37 +61,6 @@ def with_checksum(block: bytearray) -> bytes:
     block[148:156] = b"%06o\0 " % sum(block)
     return bytes(block)
 
-
-def E(name: str, kind: str = "file", data: bytes = b"", *, mode: int | None = None,
-      uid: int = 0, gid: int = 0, mtime: float = MTIME, link: str = "",
-      pax: dict[str, str] | None = None, dev: tuple[int, int] = (0, 0), size: int | None = None
-      ) -> tuple[tarfile.TarInfo, bytes]:
-    ti = tarfile.TarInfo(name)
-    ti.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
-               "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE,
-               "blk": tarfile.BLKTYPE}[kind]
-    ti.mode = mode if mode is not None else (0o755 if kind == "dir" else 0o644)
-    ti.uid, ti.gid, ti.mtime = uid, gid, mtime
-    ti.linkname = link
-    ti.devmajor, ti.devminor = dev
-    if pax:
-        ti.pax_headers = dict(pax)
-    if kind == "file":
-        ti.size = len(data) if size is None else size
-    return ti, data
-
-
-def tar(*entries: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT,
-        end: bool = True) -> bytes:
-    out = io.BytesIO()
-    for ti, data in entries:
-        out.write(ti.tobuf(fmt, "utf-8", "surrogateescape"))
-        if ti.isreg() and data:
-            out.write(data)
-            out.write(b"\0" * (-len(data) % 512))
-    if end:
-        out.write(b"\0" * 1024)
-    return out.getvalue()
 
 
 def pax_header(records: dict[str, str]) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import shutil
 import stat
@@ -12,50 +11,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tarkit import E, Stream, tar
 
 from libaci.errors import LayerError
 from libaci.layer import OPAQUE_XATTR, LayerStats, Limits, extract_layer
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (chown, mknod, trusted xattrs)")
-MTIME = 1_600_000_000
-
-
-class Stream:
-    """A non-seekable binary stream: only read()."""
-
-    def __init__(self, data: bytes) -> None:
-        self._b = io.BytesIO(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self._b.read(n)
-
-
-def E(name: str, kind: str = "file", data: bytes = b"", *, mode: int | None = None,
-      uid: int = 0, gid: int = 0, mtime: float = MTIME, link: str = "",
-      pax: dict[str, str] | None = None, dev: tuple[int, int] = (0, 0)
-      ) -> tuple[tarfile.TarInfo, bytes]:
-    ti = tarfile.TarInfo(name)
-    ti.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
-               "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE,
-               "blk": tarfile.BLKTYPE}[kind]
-    ti.mode = mode if mode is not None else (0o755 if kind == "dir" else 0o644)
-    ti.uid, ti.gid, ti.mtime = uid, gid, mtime
-    ti.linkname = link
-    ti.devmajor, ti.devminor = dev
-    if pax:
-        ti.pax_headers = dict(pax)
-    if kind == "file":
-        ti.size = len(data)
-    return ti, data
-
-
-def tar(*entries: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
-        for ti, data in entries:
-            tf.addfile(ti, io.BytesIO(data) if ti.isreg() else None)
-    return buf.getvalue()
 
 
 def extract(raw: bytes, dest: Path, **kw: object) -> LayerStats:
