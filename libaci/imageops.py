@@ -223,7 +223,7 @@ def export_docker_archive(store: Store, rec: ImageRecord, out: BinaryIO, ref: st
 
 def export_aci(store: Store, rec: ImageRecord, out: BinaryIO, staging_dir: str) -> None:
     from libaci.aci import write_aci
-    from libaci.appc import manifest_from_oci_config
+    from libaci.appc_convert import manifest_from_oci_config
 
     if rec.is_aci:
         with store.open_blob(rec.descriptor.digest) as f:
@@ -239,7 +239,7 @@ def export_aci(store: Store, rec: ImageRecord, out: BinaryIO, staging_dir: str) 
         repo, tag = split_name(rec.names[0], aci=False)
     else:
         repo, tag = f"localhost/{rec.descriptor.digest.encoded[:12]}", "latest"
-    from libaci.appc import sanitize_ac_identifier
+    from libaci.appc_convert import sanitize_ac_identifier
 
     manifest = manifest_from_oci_config(sanitize_ac_identifier(repo),
                                         None if tag == "<none>" else tag, config.doc)

@@ -13,10 +13,12 @@ from libaci.appc import (
     ImageManifest,
     NameValue,
     PodManifest,
-    appc_os_arch,
-    manifest_from_oci_config,
     parse_image_manifest,
     parse_pod_manifest,
+)
+from libaci.appc_convert import (
+    appc_os_arch,
+    manifest_from_oci_config,
     sanitize_ac_identifier,
     sanitize_ac_name,
 )
