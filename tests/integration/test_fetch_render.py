@@ -141,3 +141,61 @@ def test_render_refuses_a_non_empty_directory(podkit, images, tmp_path):
     assert (dest / "keep").read_text() == "mine"
     podkit.ok("render", "--overwrite", image_id, str(dest))
     assert not (dest / "keep").exists() and (dest / "bin/busybox").exists()
+
+
+def _docker_layout(src: str, dest: str) -> None:
+    """``dest``: src's tiny and multi rewritten as Docker schema2, plus a manifest list."""
+    import hashlib
+    import shutil
+
+    shutil.copytree(src, dest)
+    blobs = os.path.join(dest, "blobs/sha256")
+    index = json.load(open(os.path.join(dest, "index.json")))
+
+    def put(doc: dict) -> dict:
+        raw = json.dumps(doc, indent=3).encode()
+        h = hashlib.sha256(raw).hexdigest()
+        with open(os.path.join(blobs, h), "wb") as f:
+            f.write(raw)
+        return {"mediaType": doc["mediaType"], "digest": f"sha256:{h}", "size": len(raw)}
+
+    entries = []
+    for tag in ("tiny", "multi"):
+        desc = next(m for m in index["manifests"]
+                    if m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        m = json.load(open(os.path.join(blobs, desc["digest"][7:])))
+        m["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json"
+        m["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
+        for layer in m["layers"]:
+            layer["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        d = put(m)
+        entries.append({**d, "annotations": {"org.opencontainers.image.ref.name": f"d-{tag}"}})
+    lst = put({"schemaVersion": 2,
+               "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+               "manifests": [{**{k: v for k, v in entries[1].items() if k != "annotations"},
+                              "platform": {"architecture": "amd64", "os": "linux"}},
+                             {**{k: v for k, v in entries[0].items() if k != "annotations"},
+                              "platform": {"architecture": "arm", "os": "linux",
+                                           "variant": "v7"}}]})
+    entries.append({**lst, "annotations": {"org.opencontainers.image.ref.name": "d-list"}})
+    json.dump({"schemaVersion": 2, "manifests": entries},
+              open(os.path.join(dest, "index.json"), "w"))
+
+
+def test_docker_schema2_manifests_and_lists(podkit, images, tmp_path):
+    lay = str(tmp_path / "docker-layout")
+    _docker_layout(images["layout"], lay)
+    index = json.load(open(os.path.join(lay, "index.json")))
+    want = next(m["digest"] for m in index["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == "d-multi")
+    multi = fetch(podkit, f"oci:{lay}:d-multi")
+    assert multi == want  # the Docker manifest is kept byte for byte: same digest
+    doc = json.loads(podkit.ok("inspect", multi))
+    assert doc["MediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    podkit.ok("render", multi, str(tmp_path / "r"))
+    theirs = umoci_rootfs(images["layout"], "multi", str(tmp_path / "umoci"))
+    assert diff_trees(snapshot(theirs), snapshot(str(tmp_path / "r"))) == []
+    assert fetch(podkit, f"oci:{lay}:d-list") == multi
+    arm = fetch(podkit, f"oci:{lay}:d-list", "--arch", "arm", "--variant", "v7",
+                "--name", "example.com/arm:v7")
+    assert arm == fetch(podkit, f"oci:{lay}:d-tiny")
