@@ -225,7 +225,7 @@ class _Extractor:
                     fileobj=reader, mode="r|", tarinfo=tinfo, encoding="utf-8",
                     errors="surrogateescape")) as tf:
                 while True:
-                    member = self._parse(reader, tf.next)
+                    member = self._parse(reader, lambda: self._next(tf, reader))
                     if member is None:
                         break
                     tf.members.clear()  # tarfile keeps every member otherwise
@@ -244,6 +244,27 @@ class _Extractor:
         if self.dropped_warnings:
             stats.warnings.append(f"... and {self.dropped_warnings} more warnings")
         return stats
+
+    def _next(self, tf: tarfile.TarFile, reader: _PeekReader) -> tarfile.TarInfo | None:
+        """The next member, or None at the end, including an end inside the padding.
+
+        umoci 0.4.7's ``insert`` ends its layers right after the last file's data,
+        with neither padding nor end-of-archive marker (umoci#436); Go's tar
+        reader, and so umoci and Docker, accept that.  The layer's digest still
+        covers every byte, so nothing can go missing unnoticed.
+        """
+        try:
+            return tf.next()
+        except tarfile.ReadError as e:
+            fileobj = tf.fileobj
+            if (str(e) != "unexpected end of data" or self.phase != "after"
+                    or fileobj is None
+                    or not 0 < tf.offset - fileobj.tell() < tarfile.BLOCKSIZE
+                    or reader.read(1)):
+                raise
+            self.warn("layer ends inside the padding of its last entry (no end-of-archive "
+                      "marker); accepted, as Go's tar reader does")
+            return None
 
     def _parse(self, reader: _PeekReader, step: Callable[[], _T]) -> _T:
         """Run a tarfile header-parsing step; whatever it raises becomes LayerError."""

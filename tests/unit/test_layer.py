@@ -512,3 +512,13 @@ def test_overlay_mount_of_extracted_layers(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
     shutil.rmtree(mnt)
+
+
+def test_layer_ending_in_the_padding_is_accepted_like_go(layer: Path) -> None:
+    """umoci 0.4.7's insert writes no padding after the last file and no footer."""
+    raw = tar(E("a/", "dir"), E("a/f", "file", b"hello"), end=False)
+    stats = extract(raw[:-(512 - 5)], layer)
+    assert (layer / "a/f").read_bytes() == b"hello"
+    assert any("padding" in w for w in stats.warnings)
+    with pytest.raises(LayerError, match="truncated"):
+        extract(raw[:-(512 - 3)], layer.parent / "cut")  # cut inside the data: refused
