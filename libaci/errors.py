@@ -87,3 +87,8 @@ class PodStateError(PodkitError):
 class Stage1Error(PodkitError):
     """A stage1 is missing, malformed or failed."""
 
+
+class AuthError(PodkitError):
+    """Credentials are missing, refused or cannot be read (auth files, helpers)."""
+
+    exit_status = 6

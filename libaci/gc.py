@@ -113,6 +113,8 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
     with flocked(store.lock_path("gc.lock"), exclusive=True, blocking=False,
                  what="the store (a fetch is running)"):
         result.staging = store.clean_stale()
+        if not dry_run:  # blobs verified by fetches that never finished
+            rmtree(store.path("tmp", "verified"))
         keep_blobs: set[Digest] = set()
         keep_layers: set[Digest] = set()
         records = store.images()

@@ -6,6 +6,7 @@ Layout (see man/podkit-store.5)::
     STORE/layers/<alg>/<chain-hex>/rootfs             one extracted layer (overlay form)
     STORE/layers/<alg>/<chain-hex>/layer.json         its diff ID, size, entry count
     STORE/tmp/w-<random>/                             a writer's staging dir (flocked)
+    STORE/tmp/verified/<alg>/<hex>                    verified blobs of unfinished fetches
     STORE/locks/                                      lock files
     STORE/pods/<state>/<uuid>                         pods (stage0)
 
@@ -170,6 +171,10 @@ class Store:
     # -- blobs ----------------------------------------------------------------
     def has_blob(self, digest: Digest) -> bool:
         return os.path.isfile(self.blob_path(digest))
+
+    def verified_path(self, digest: Digest) -> str:
+        """Where a verified blob waits for its image to be published (tmp/verified)."""
+        return self.path("tmp", "verified", digest.algorithm, digest.encoded)
 
     def open_blob(self, digest: Digest) -> BinaryIO:
         try:
@@ -405,7 +410,13 @@ class Staging:
         return p, os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
 
     def has_blob(self, digest: Digest) -> bool:
-        return digest in self.blobs or self.store.has_blob(digest)
+        if digest in self.blobs or self.store.has_blob(digest):
+            return True
+        kept = self.store.verified_path(digest)
+        if os.path.isfile(kept):  # verified by an earlier, interrupted writer
+            self.blobs[digest] = kept
+            return True
+        return False
 
     def blob_path(self, digest: Digest) -> str:
         return self.blobs.get(digest) or self.store.blob_path(digest)
@@ -440,6 +451,12 @@ class Staging:
             except Exception:
                 os.unlink(path)
                 raise
+        if expected is not None:
+            # verified: keep it where a fetch killed before its commit finds it again
+            kept = self.store.verified_path(actual)
+            os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+            os.rename(path, kept)
+            path = kept
         self.blobs[actual] = path
         return actual, h.size
 
@@ -459,8 +476,12 @@ class Staging:
             if os.path.exists(final):
                 continue
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            os.chmod(path, 0o644)
-            os.rename(path, final)
+            try:
+                os.chmod(path, 0o644)
+                os.rename(path, final)
+            except FileNotFoundError:  # a concurrent writer published the same blob
+                if not os.path.exists(final):
+                    raise
         for chain, path in self.layers.items():
             final = st.layer_dir(chain)
             os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)

@@ -28,3 +28,75 @@ def store(tmp_path) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def podkit(store: str) -> Podkit:
     return Podkit(store)
+
+
+# --- registries (tests/regkit.py): one of each per run, stopped at session end ---------
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Plain-HTTP, no-auth distribution 2.8 registry (``regkit.Registry``)."""
+    import regkit
+
+    reg = regkit.Registry(str(tmp_path_factory.mktemp("registry")))
+    try:
+        yield reg.start()
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """HTTPS (throw-away CA: ``.ca_file``, ``.cert_dir``) + htpasswd alice/wonderland."""
+    import regkit
+
+    reg = regkit.Registry(str(tmp_path_factory.mktemp("tls-registry")), tls=True,
+                          htpasswd={regkit.USER: regkit.PASSWORD})
+    try:
+        yield reg.start()
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Plain-HTTP registry with Bearer-token auth; ``.token`` is the ``regkit.TokenServer``
+    (anonymous: pull; alice/wonderland: pull+push)."""
+    import regkit
+
+    work = str(tmp_path_factory.mktemp("token-registry"))
+    reg = regkit.Registry(work, token=regkit.TokenServer(os.path.join(work, "token")))
+    try:
+        yield reg.start()
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_images(registry, images) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The imagekit images pushed to ``registry`` as ``test/<name>:1``:
+    name -> {"ref": "ADDR/test/<name>:1", "repo": "test/<name>", "digest": "sha256:..."}
+    for tiny, multi, multi-docker (schema2), multi-plain, multi-zstd, multiarch (index)."""
+    import regkit
+
+    return regkit.push_test_images(registry, images["layout"])
+
+
+@pytest.fixture
+def fault_server(registry):  # type: ignore[no-untyped-def]
+    """A fresh ``regkit.FaultServer`` proxying ``registry`` (no faults until told)."""
+    import regkit
+
+    fs = regkit.FaultServer(registry)
+    try:
+        yield fs.start()
+    finally:
+        fs.stop()
+
+
+@pytest.fixture
+def repo(request) -> str:  # type: ignore[no-untyped-def]
+    """A repository name no other test uses: ``test/<test name>-<n>``."""
+    import regkit
+
+    return regkit.unique_repo(request.node.name)

@@ -28,7 +28,7 @@ COMMANDS = sorted(
 SECTIONS = ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "ENVIRONMENT",
             "EXAMPLES", "SEE ALSO")
 STORE_SECTIONS = ("NAME", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO")
-EXIT_STATUSES = (0, 1, 2, 3, 4, 5, 70)
+EXIT_STATUSES = (0, 1, 2, 3, 4, 5, 6, 70)
 PAGES = [f"{c}.1" for c in COMMANDS] + ["podkit-store.5"]
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 

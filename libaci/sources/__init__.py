@@ -8,6 +8,7 @@ transports (registries, https ACIs) register themselves here with
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -21,6 +22,12 @@ class FetchOptions:
     platform: Wanted = attrs.field(factory=host_platform)
     name: str | None = None
     progress: Callable[[str], None] | None = None
+    # registries: libaci.registry.client.TLSOptions and a credentials callback
+    # (host, repository) -> Credential | None; typed loosely so that importing
+    # this module does not import requests
+    tls: Any = None
+    credentials: Any = None
+    pull_policy: str = "update"  # never | new | update, as rkt
 
     def say(self, msg: str) -> None:
         if self.progress is not None:
@@ -50,10 +57,12 @@ def _registry() -> dict[str, Callable[[], Importer]]:
         "oci-archive": lazy("ociarchive"),
         "docker-archive": lazy("dockerarchive"),
         "aci": lazy("acifile"),
+        "docker": lazy("docker"),
     }
 
 
-LOCAL = "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N] or FILE.aci"
+LOCAL = ("docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N] "
+         "or FILE.aci")
 ACI_SUFFIXES = (".aci", ".aci.gz", ".aci.bz2", ".aci.xz", ".aci.zst")
 
 
@@ -62,13 +71,19 @@ def classify(source: str) -> tuple[str, str]:
     for transport in ("oci", "oci-archive", "docker-archive"):
         if source.startswith(transport + ":"):
             return transport, source[len(transport) + 1:]
+    if source.startswith("docker://"):
+        return "docker", source[9:]
+    if source.startswith(("http://", "https://")):
+        raise UsageError(f"{source.split(':', 1)[0]}: sources are not supported yet "
+                         f"(use {LOCAL})")
     if source.startswith("file://"):
         return "aci", source[7:]
     if source.endswith(ACI_SUFFIXES):
         return "aci", source
-    scheme = source.split(":", 1)[0] if ":" in source else ""
-    if scheme in ("docker", "http", "https"):
-        raise UsageError(f"{scheme}: sources are not supported yet (local sources: {LOCAL})")
+    from libaci.reference import is_docker_reference
+
+    if "://" not in source and is_docker_reference(source):
+        return "docker", source  # a bare reference, as docker pull takes it
     raise UsageError(f"unknown image source {source!r} (use {LOCAL})")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from libaci import mediatypes as mt
@@ -23,6 +24,7 @@ from libaci.store import ANN_CREATED, ANN_INDEX, ANN_SOURCE, Staging
 from libaci.unpack import extract_all
 
 MAX_MANIFEST = 4 << 20
+PARALLEL = 4  # layers downloaded at once
 MAX_CONFIG = 32 << 20
 Opener = Callable[[Descriptor], BinaryIO]
 
@@ -53,9 +55,41 @@ def resolve_manifest(opener: Opener, desc: Descriptor, options: FetchOptions,
     return desc, doc, None
 
 
+def copy_layers(staging: Staging, opener: Opener, layers: tuple[Descriptor, ...],
+                options: FetchOptions) -> None:
+    """Stream the layers the store lacks into staging, several at once, verifying each."""
+    todo: dict[Digest, Descriptor] = {}
+    for layer in layers:
+        if staging.has_blob(layer.digest):
+            options.say(f"{layer.digest.encoded[:12]}: Already exists")
+        else:
+            todo.setdefault(layer.digest, layer)
+
+    def copy(layer: Descriptor) -> None:
+        with opener(layer) as f:
+            staging.put_stream(f, expected=layer.digest, size=layer.size,
+                               what=f"layer {layer.digest}")
+        options.say(f"{layer.digest.encoded[:12]}: Download complete ({layer.size} bytes)")
+
+    if len(todo) <= 1:
+        for layer in todo.values():
+            copy(layer)
+        return
+    with ThreadPoolExecutor(max_workers=min(len(todo), PARALLEL)) as ex:
+        for fut in [ex.submit(copy, layer) for layer in todo.values()]:
+            fut.result()
+
+
 def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: list[str],
                     options: FetchOptions, source: str) -> Fetched:
     """Stage, verify, extract and publish the image that ``desc`` points to."""
+    remote = opener
+
+    def opener(d: Descriptor) -> BinaryIO:  # what the store has is not asked for again
+        if staging.has_blob(d.digest):
+            return open(staging.blob_path(d.digest), "rb")
+        return remote(d)
+
     mdesc, manifest, index_desc = resolve_manifest(opener, desc, options)
     store = staging.store
     config_raw = read_verified(opener, manifest.config, MAX_CONFIG, "config")
@@ -73,14 +107,7 @@ def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: l
     staging.put_bytes(config_raw, expected=manifest.config.digest, what="config")
     staging.put_bytes(manifest.raw, expected=mdesc.digest, what="manifest")
 
-    for layer in manifest.layers:
-        if staging.has_blob(layer.digest):
-            options.say(f"Layer {layer.digest.encoded[:12]}: already exists")
-            continue
-        options.say(f"Layer {layer.digest.encoded[:12]}: copying {layer.size} bytes")
-        with opener(layer) as f:
-            staging.put_stream(f, expected=layer.digest, size=layer.size,
-                               what=f"layer {layer.digest}")
+    copy_layers(staging, opener, manifest.layers, options)
     chains = chain_ids(diff_ids)
     jobs = []
     for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):

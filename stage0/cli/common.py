@@ -22,7 +22,7 @@ from stage0.cli import VERSION
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 EXIT_STATUS_TEXT = ("0 ok, 1 failure, 2 usage error, 3 verification or trust failure, "
-                    "4 not found, 5 conflict or busy, 70 internal error")
+                    "4 not found, 5 conflict or busy, 6 authentication failed, 70 internal error")
 DEFAULT_STORE = "/var/lib/podkit"
 
 
@@ -148,3 +148,44 @@ def human_ago(seconds: float) -> str:
             n = s // size
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "Less than a second ago"
+
+
+INSECURE_OPTIONS = ("image", "tls", "http", "all-fetch", "all")
+
+
+def add_registry_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that talks to registries (as rkt and skopeo name them)."""
+    p.add_argument("--insecure-options", metavar="LIST", default="",
+                   help="comma-separated: tls (do not verify certificates), http (allow plain "
+                        "HTTP to any host), image (skip signature checks), all-fetch, all")
+    p.add_argument("--cert-dir", metavar="DIR",
+                   help="CA certificates (*.crt) and client certificates (*.cert/*.key) for "
+                        "the registry (default /etc/containers/certs.d/HOST)")
+    p.add_argument("--authfile", metavar="FILE",
+                   help="credentials file (default: containers auth.json, then "
+                        "~/.docker/config.json)")
+
+
+def registry_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(TLSOptions, credentials callback) from the registry options."""
+    from libaci.registry.client import TLSOptions
+
+    insecure = {x.strip() for x in args.insecure_options.split(",") if x.strip()}
+    unknown = insecure - set(INSECURE_OPTIONS)
+    if unknown:
+        raise UsageError(f"--insecure-options: unknown {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(INSECURE_OPTIONS)})")
+    if insecure & {"all-fetch", "all"}:
+        insecure |= {"tls", "http", "image"}
+    tls = TLSOptions(cert_dir=args.cert_dir, insecure_tls="tls" in insecure,
+                     allow_http="http" in insecure)
+    authfile = args.authfile
+
+    def credentials(host: str, repository: str | None):  # type: ignore[no-untyped-def]
+        from libaci.registry import credentials as creds
+        from stage0 import credhelper
+
+        files = creds.auth_files_for_read(authfile=authfile) if authfile else None
+        return credhelper.resolve(creds.lookup(host, repository, files=files), host)
+
+    return tls, credentials

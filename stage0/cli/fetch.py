@@ -11,7 +11,9 @@ PROG = "podkit-fetch"
 
 def build() -> argparse.ArgumentParser:
     p = common.parser(PROG, "Fetch images into the store; print one image ID per source.",
-                      epilog="sources: oci:DIR[:REF]  oci-archive:FILE[:REF]  "
+                      epilog="sources: docker://[REGISTRY/]REPO[:TAG|@DIGEST] (or a bare "
+                             "reference)\n"
+                             "         oci:DIR[:REF]  oci-archive:FILE[:REF]  "
                              "docker-archive:FILE[:REF|@N] (@N: the Nth image)\n"
                              "         FILE.aci[.gz|.bz2|.xz|.zst]  file://PATH (an ACI)\n"
                              "names: --name, else the REF (a bare tag T in DIR becomes "
@@ -23,6 +25,10 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("--os", dest="os_name", metavar="OS", help="platform OS to pick from an index")
     p.add_argument("--arch", metavar="ARCH", help="architecture to pick from an index")
     p.add_argument("--variant", metavar="VARIANT", help="architecture variant (e.g. v7)")
+    p.add_argument("--pull-policy", choices=("never", "new", "update"), default="update",
+                   help="registries: never (store only), new (fetch when missing), update "
+                        "(check the registry; default)")
+    common.add_registry_options(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress on stderr (progress shows only on a terminal anyway)")
     return p
@@ -38,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError("--name needs exactly one source")
     store = common.store_of(args)
+    tls, credentials = common.registry_settings(args)
     opts = FetchOptions(platform=wanted(args.os_name, args.arch, args.variant), name=args.name,
-                        progress=common.progress_printer(PROG, args.quiet))
+                        progress=common.progress_printer(PROG, args.quiet), tls=tls,
+                        credentials=credentials, pull_policy=args.pull_policy)
     for src in sources:
         result = fetch(store, src, opts)
         common.emit(result.image_id)

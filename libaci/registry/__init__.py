@@ -1,0 +1,1 @@
+"""Talking to OCI distribution registries: credentials, the HTTP client, push."""

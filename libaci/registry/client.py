@@ -1,0 +1,556 @@
+"""An OCI distribution (Docker Registry v2) client for one registry host.
+
+Everything about talking to a registry lives here: TLS (verified by default,
+CA files from --cert-dir and containers-certs.d), plain HTTP only for loopback
+hosts or with the insecure ``http`` option, the Basic and Bearer challenge
+flows (tokens cached per scope for the life of the command), retries with
+backoff on refused connections and 5xx answers, a redirect limit, size caps
+on documents, and resumable blob downloads (``Range``).  Credentials are
+asked for through a callback, so they never pass through arguments, logs or
+the store, and error messages never contain them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import glob
+import http.client
+import ipaddress
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+import attrs
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from libaci import mediatypes as mt
+from libaci.digest import Digest
+from libaci.errors import (
+    AuthError,
+    DigestMismatchError,
+    FetchError,
+    ManifestError,
+    NotFoundError,
+    UsageError,
+)
+from libaci.oci import Descriptor
+from libaci.registry.credentials import Credential
+
+ACCEPT_MANIFESTS = ", ".join([mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_LIST])
+MAX_MANIFEST = 4 << 20
+USER_AGENT = "podkit/0.1"
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+BACKOFF = (0.2, 0.6, 1.5, 3.0)  # between tries after a 5xx or 429
+CONNECT_ATTEMPTS = 3  # a refused connection is rarely transient: fail within a second
+CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+DOCKER_HUB = "registry-1.docker.io"
+
+CredentialSource = Callable[[str, str | None], Credential | None]
+
+
+@attrs.frozen
+class TLSOptions:
+    """How to reach a registry: CA files, or the insecure switches rkt has."""
+
+    ca_file: str | None = None
+    cert_dir: str | None = None
+    insecure_tls: bool = False  # --insecure-options=tls: do not verify certificates
+    allow_http: bool = False  # --insecure-options=http: plain HTTP for any host
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def api_host(domain: str) -> str:
+    """The host serving a reference's domain (Docker Hub's API is elsewhere)."""
+    return DOCKER_HUB if domain in ("docker.io", "index.docker.io") else domain
+
+
+class _TLSAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, context: ssl.SSLContext, **kw: Any) -> None:
+        self._ctx = context
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+        kw["ssl_context"] = self._ctx
+        super().init_poolmanager(*args, **kw)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        conn.ssl_context = self._ctx
+
+
+def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if tls.insecure_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    dirs = [tls.cert_dir] if tls.cert_dir else [os.path.join(d, host) for d in CERT_DIRS]
+    files = [tls.ca_file] if tls.ca_file else []
+    for d in dirs:
+        files += sorted(glob.glob(os.path.join(d, "*.crt")))
+        for cert in sorted(glob.glob(os.path.join(d, "*.cert"))):
+            key = cert[:-5] + ".key"
+            if os.path.exists(key):
+                ctx.load_cert_chain(cert, key)
+    for f in files:
+        try:
+            ctx.load_verify_locations(cafile=f)
+        except (OSError, ssl.SSLError) as e:
+            raise UsageError(f"cannot load CA certificates from {f}: {e}") from None
+    return ctx
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'(\w+)\s*=\s*"?([^",]*)"?', rest))
+    return scheme.lower(), params
+
+
+def _registry_error(resp: requests.Response) -> str:
+    try:
+        errors = resp.json().get("errors") or []
+        if errors:
+            e = errors[0]
+            return f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+    except (ValueError, AttributeError):
+        pass
+    return resp.reason or f"HTTP {resp.status_code}"
+
+
+class Registry:
+    """One registry host; safe to share between threads of one command."""
+
+    def __init__(self, host: str, *, tls: TLSOptions | None = None,
+                 credentials: CredentialSource | None = None) -> None:
+        self.host = host
+        self.tls = tls or TLSOptions()
+        self._credentials = credentials
+        self._tokens: dict[str, str] = {}
+        self._basic: str | None = None
+        self._lock = threading.Lock()
+        self._scheme_lock = threading.Lock()
+        self._local = threading.local()
+        self._ctx = _ssl_context(host, self.tls)
+        self.base = f"https://{host}"
+        self._scheme_checked = False
+
+    # -- sessions ----------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.max_redirects = 10
+            s.headers["User-Agent"] = USER_AGENT
+            s.trust_env = False  # loopback registries must not go through a proxy
+            s.verify = not self.tls.insecure_tls  # the adapter's context holds the CAs
+            s.mount("https://", _TLSAdapter(self._ctx, pool_maxsize=8))
+            self._local.session = s
+        return s
+
+    def _pick_scheme(self) -> None:
+        """HTTPS, or HTTP for loopback hosts (as Docker does) and --insecure-options=http."""
+        if self._scheme_checked:
+            return
+        with self._scheme_lock:  # held through the probe: other threads wait for its answer
+            if self._scheme_checked:
+                return
+            if self.tls.allow_http or is_loopback(self.host):
+                try:
+                    self._session().get(f"https://{self.host}/v2/", timeout=5)
+                except requests.exceptions.SSLError as e:
+                    if "CERTIFICATE_VERIFY_FAILED" not in str(e):  # it speaks no TLS at all
+                        self.base = f"http://{self.host}"
+                except requests.exceptions.ConnectionError:
+                    # nothing on HTTPS at all: plain HTTP is worth a try
+                    self.base = f"http://{self.host}"
+            self._scheme_checked = True
+
+    # -- auth ----------------------------------------------------------------------
+    def _credential(self, repository: str | None) -> Credential | None:
+        if self._credentials is None:
+            return None
+        return self._credentials(self.host, repository)
+
+    def _authorize(self, resp: requests.Response, scope: str | None, sent: str | None) -> bool:
+        """Answer a 401 challenge; True when a retry with new credentials makes sense.
+
+        ``sent`` is the Authorization the refused request carried: when another
+        thread has meanwhile obtained a different one, retrying with it is enough.
+        """
+        header = resp.headers.get("WWW-Authenticate", "")
+        scheme, params = _parse_challenge(header)
+        repository = scope.split(":")[1] if scope and scope.count(":") >= 2 else None
+        with self._lock:
+            current = self._auth_header(scope).get("Authorization")
+            if current is not None and current != sent:
+                return True
+            if scheme == "basic":
+                if current is not None:
+                    return False  # these very credentials were refused
+                cred = self._credential(repository)
+                if cred is None:
+                    return False
+                raw = f"{cred.username}:{cred.password}".encode()
+                self._basic = "Basic " + base64.b64encode(raw).decode()
+                return True
+            if scheme == "bearer":
+                wanted = " ".join(x for x in (scope, params.get("scope")) if x)
+                token = self._fetch_token(params, wanted, repository)
+                for key in {scope or "", params.get("scope") or ""}:
+                    self._tokens[key] = token
+                return True
+        return False
+
+    def _fetch_token(self, params: dict[str, str], scope: str, repository: str | None) -> str:
+        realm = params.get("realm")
+        if not realm:
+            raise AuthError(f"{self.host}: bearer challenge without a realm")
+        query: dict[str, Any] = {"service": params.get("service", "")}
+        if scope:
+            query["scope"] = sorted(set(scope.split()))
+        cred = self._credential(repository)
+        auth = None
+        if cred is not None:
+            if cred.identity_token:
+                query.update(grant_type="refresh_token", refresh_token=cred.identity_token)
+            else:
+                auth = (cred.username, cred.password)
+        try:
+            if cred is not None and cred.identity_token:
+                resp = self._session().post(realm, data=query, timeout=30)
+            else:
+                resp = self._session().get(realm, params=query, auth=auth, timeout=30)
+        except requests.RequestException as e:
+            raise FetchError(f"{self.host}: token server {realm} unreachable: "
+                             f"{type(e).__name__}") from None
+        if resp.status_code in (401, 403):
+            raise AuthError(f"{self.host}: authentication failed "
+                            f"({'wrong credentials' if cred else 'credentials needed'}; "
+                            f"use podkit-login {self.host})")
+        if resp.status_code != 200:
+            raise AuthError(f"{self.host}: token server answered HTTP {resp.status_code}")
+        try:
+            doc = resp.json()
+            token = doc.get("token") or doc.get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise AuthError(f"{self.host}: token server sent no token")
+        return str(token)
+
+    def _auth_header(self, scope: str | None) -> dict[str, str]:
+        token = self._tokens.get(scope or "") or self._tokens.get("")
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if self._basic:
+            return {"Authorization": self._basic}
+        return {}
+
+    # -- requests ------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base + path
+
+    def request(self, method: str, path: str, *, scope: str | None = None,
+                ok: tuple[int, ...] = (200,), headers: dict[str, str] | None = None,
+                stream: bool = False, data: Any = None, retry: bool = True,
+                what: str = "") -> requests.Response:
+        """One request with auth, retries and error mapping; ``ok`` lists good statuses."""
+        self._pick_scheme()
+        url = self.url(path)
+        attempts = len(BACKOFF) + 1 if retry else 1
+        authed = 0
+        i = 0
+        while True:
+            hdrs = {**self._auth_header(scope), **(headers or {})}
+            try:
+                resp = self._session().request(method, url, headers=hdrs, stream=stream,
+                                               data=data, timeout=(10, 120))
+            except requests.TooManyRedirects:
+                raise FetchError(f"{what or url}: too many redirects (a loop?)") from None
+            except requests.exceptions.SSLError as e:
+                raise FetchError(f"{self.host}: TLS verification failed ({_short(e)}; "
+                                 "give the CA with --cert-dir, or "
+                                 "--insecure-options=tls)") from None
+            except requests.RequestException as e:
+                i += 1
+                if i < min(attempts, CONNECT_ATTEMPTS):
+                    time.sleep(BACKOFF[i - 1])
+                    continue
+                raise FetchError(f"{self.host}: {_short(e)}") from None
+            if resp.status_code == 401 and authed < 2:
+                authed += 1
+                if self._authorize(resp, scope, hdrs.get("Authorization")):
+                    resp.close()
+                    continue
+            if resp.status_code in ok:
+                return resp
+            if resp.status_code in RETRY_STATUS and i + 1 < attempts:
+                i += 1
+                resp.close()
+                delay = BACKOFF[i - 1]
+                retry_after = resp.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    delay = min(float(retry_after), 10.0)
+                time.sleep(delay)
+                continue
+            self._raise(resp, what or f"{method} {urllib.parse.urlsplit(url).path}")
+
+    def _raise(self, resp: requests.Response, what: str) -> None:
+        msg = _registry_error(resp)
+        resp.close()
+        code = resp.status_code
+        if code == 401:
+            raise AuthError(f"{what}: authentication required or refused ({msg}; "
+                            f"use podkit-login {self.host})")
+        if code == 403:
+            raise AuthError(f"{what}: access denied ({msg})")
+        if code == 404:
+            raise NotFoundError(f"{what}: not found ({msg})")
+        raise FetchError(f"{what}: HTTP {code} ({msg})")
+
+    # -- reading -------------------------------------------------------------------
+    def get_manifest(self, repo: str, ref: str, *,
+                     method: str = "GET") -> tuple[Descriptor, bytes]:
+        """A manifest or index by tag or digest, verified when a digest is known."""
+        scope = f"repository:{repo}:pull"
+        what = f"{self.host}/{repo}:{ref}" if ":" not in ref else f"{self.host}/{repo}@{ref}"
+        resp = self.request(method, f"/v2/{repo}/manifests/{ref}", scope=scope, stream=True,
+                            headers={"Accept": ACCEPT_MANIFESTS}, what=what)
+        with resp:
+            media = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MAX_MANIFEST:
+                raise ManifestError(f"{what}: manifest of {length} bytes is over the "
+                                    f"{MAX_MANIFEST}-byte limit")
+            raw = b"" if method == "HEAD" else _read_capped(resp, MAX_MANIFEST, what)
+        header = resp.headers.get("Docker-Content-Digest")
+        if method == "HEAD":
+            if not header:
+                raise FetchError(f"{what}: registry sent no Docker-Content-Digest")
+            return Descriptor(media, Digest.parse(header), int(length or 0)), b""
+        if media in (mt.DOCKER_SCHEMA1, mt.DOCKER_SCHEMA1_SIGNED):
+            raise ManifestError(f"{what}: the registry offers only a Docker schema1 manifest "
+                                "(deprecated, unsupported)")
+        if ref.startswith("sha") and ":" in ref:
+            want = Digest.parse(ref)
+            got = Digest.of_bytes(raw, want.algorithm)
+            if got != want:
+                raise DigestMismatchError(f"{what}: manifest digest mismatch: got {got}")
+        else:
+            got = Digest.of_bytes(raw)
+            if header and Digest.parse(header).algorithm == "sha256" and header != str(got):
+                raise DigestMismatchError(f"{what}: manifest digest mismatch: registry says "
+                                          f"{header}, content is {got}")
+        return Descriptor(media or mt.OCI_MANIFEST, got, len(raw)), raw
+
+    def open_blob(self, repo: str, desc: Descriptor) -> BinaryIO:
+        """A stream of the blob's bytes that resumes with Range after a broken connection."""
+        return _BlobStream(self, repo, desc)
+
+    def blob_exists(self, repo: str, digest: Digest, *, scope: str | None = None) -> bool:
+        resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", ok=(200, 404),
+                            scope=scope or f"repository:{repo}:pull", what=f"blob {digest}")
+        resp.close()
+        return resp.status_code == 200
+
+    def check(self) -> None:
+        """GET /v2/ — reachable, and credentials (if any) accepted."""
+        self.request("GET", "/v2/", what=f"{self.host}").close()
+
+    # -- writing -------------------------------------------------------------------
+    def mount(self, repo: str, digest: Digest, source: str) -> bool:
+        scope = f"repository:{repo}:pull,push repository:{source}:pull"
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from="
+                            f"{urllib.parse.quote(source, safe='/')}", scope=scope,
+                            ok=(201, 202), retry=False, what=f"mount {digest}")
+        resp.close()
+        if resp.status_code == 201:
+            return True
+        # 202: no mount; an upload session was opened instead: cancel it
+        loc = resp.headers.get("Location")
+        if loc:
+            self._cancel(repo, loc)
+        return False
+
+    def _cancel(self, repo: str, location: str) -> None:
+        with contextlib.suppress(FetchError, AuthError, NotFoundError):
+            self.request("DELETE", urllib.parse.urljoin(self.base + "/", location),
+                         scope=f"repository:{repo}:pull,push", ok=(204, 202, 200, 404),
+                         retry=False).close()
+
+    def upload(self, repo: str, stream: BinaryIO, digest: Digest, size: int,
+               chunk: int = 64 << 20) -> None:
+        """POST a session, PATCH the bytes in chunks (Content-Range), PUT ?digest=."""
+        scope = f"repository:{repo}:pull,push"
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,),
+                            retry=False, what=f"upload {digest}")
+        resp.close()
+        location = self._location(resp)
+        sent = 0
+        while sent < size or size == 0:
+            n = min(chunk, size - sent)
+            body = _Limited(stream, n)
+            resp = self.request("PATCH", location, scope=scope, ok=(202, 204), retry=False,
+                                data=body, what=f"upload {digest}",
+                                headers={"Content-Type": "application/octet-stream",
+                                         "Content-Length": str(n),
+                                         **({"Content-Range": f"{sent}-{sent + n - 1}"}
+                                            if n else {})})
+            resp.close()
+            location = self._location(resp, location)
+            sent += n
+            if size == 0:
+                break
+        sep = "&" if "?" in location else "?"
+        resp = self.request("PUT", f"{location}{sep}digest={digest}", scope=scope,
+                            ok=(201, 204), retry=False, what=f"upload {digest}",
+                            headers={"Content-Length": "0"})
+        resp.close()
+
+    def _location(self, resp: requests.Response, previous: str | None = None) -> str:
+        loc = resp.headers.get("Location") or previous
+        if not loc:
+            raise FetchError(f"{self.host}: upload answered without a Location")
+        return urllib.parse.urljoin(resp.url, loc)
+
+    def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> Digest:
+        resp = self.request("PUT", f"/v2/{repo}/manifests/{ref}",
+                            scope=f"repository:{repo}:pull,push", ok=(201, 200, 202),
+                            data=raw, headers={"Content-Type": media_type},
+                            what=f"{self.host}/{repo}:{ref}")
+        resp.close()
+        ours = Digest.of_bytes(raw)
+        theirs = resp.headers.get("Docker-Content-Digest")
+        if theirs and theirs != str(ours):
+            raise DigestMismatchError(f"{self.host}/{repo}: registry stored the manifest as "
+                                      f"{theirs}, expected {ours}")
+        return ours
+
+
+def _short(e: Exception) -> str:
+    text = str(e)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(r"\] ([^'\")\]]+)", text)
+    reason = m.group(1) if m else type(e).__name__
+    return f"{type(e).__name__}: {reason}"[:200]
+
+
+def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
+    out = bytearray()
+    try:
+        for chunk in resp.iter_content(65536):
+            out += chunk
+            if len(out) > limit:
+                raise ManifestError(f"{what}: manifest is over the {limit}-byte limit")
+    except requests.RequestException as e:
+        raise FetchError(f"{what}: {_short(e)}") from None
+    return bytes(out)
+
+
+class _Limited:
+    """Exactly ``n`` bytes of a stream, as a sized file-like body (Content-Length, no
+    chunked transfer encoding, which distribution refuses together with it)."""
+
+    def __init__(self, stream: BinaryIO, n: int) -> None:
+        self._s, self._left = stream, n
+
+    def __len__(self) -> int:
+        return self._left
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._s.read(want)
+        if not data:
+            raise FetchError("blob ended early while uploading")
+        self._left -= len(data)
+        return data
+
+
+_TRANSPORT_ERRORS = (requests.RequestException, OSError, http.client.HTTPException,
+                     urllib3.exceptions.HTTPError)
+
+
+class _BlobStream:
+    """A blob download that resumes with Range after a broken connection."""
+
+    def __init__(self, reg: Registry, repo: str, desc: Descriptor) -> None:
+        self._reg, self._repo, self._desc = reg, repo, desc
+        self._pos = 0
+        self._resp: requests.Response | None = None
+        self._it: Iterator[bytes] | None = None
+        self._buf = b""
+        self._resumes = 0
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
+        resp = self._reg.request("GET", f"/v2/{self._repo}/blobs/{self._desc.digest}",
+                                 scope=f"repository:{self._repo}:pull", stream=True,
+                                 ok=(200, 206), headers=headers,
+                                 what=f"blob {self._desc.digest}")
+        if self._pos and resp.status_code != 206:
+            resp.close()  # no Range support: start over is not possible mid-stream
+            raise FetchError(f"blob {self._desc.digest}: registry cannot resume a download")
+        self._resp = resp
+        self._it = resp.raw.stream(1 << 20, decode_content=False)
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._buf:
+            if self._it is None:
+                self._open()
+            assert self._it is not None
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return b""
+            except _TRANSPORT_ERRORS as e:
+                if self._resumes >= 3:
+                    raise FetchError(f"blob {self._desc.digest}: download broke at byte "
+                                     f"{self._pos}: {_short(e)}") from None
+                self._resumes += 1
+                self.close()
+                self._it = None
+                continue
+        if n < 0 or n >= len(self._buf):
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def __enter__(self) -> _BlobStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_login(registry: str, cred: Credential, *, ca_file: str | None = None,
+                cert_dir: str | None = None, insecure_tls: bool = False) -> None:
+    """Raise AuthError unless ``cred`` is accepted by ``registry``."""
+    reg = Registry(api_host(registry), tls=TLSOptions(ca_file, cert_dir, insecure_tls),
+                   credentials=lambda host, repo: cred)
+    reg.request("GET", "/v2/", what=registry).close()
