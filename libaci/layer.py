@@ -56,6 +56,7 @@ OPAQUE_MARKER = ".wh..wh..opq"
 AUFS_META_PREFIX = ".wh..wh."
 OPAQUE_XATTR = "trusted.overlay.opaque"
 MAX_WARNINGS = 200
+READ_SIZE = 256 << 10  # tarfile's stream reads (its default, 10 KiB, costs a call per header)
 
 _T = TypeVar("_T")
 _IS_ROOT = os.geteuid() == 0
@@ -223,7 +224,7 @@ class _Extractor:
         try:
             with self._parse(reader, lambda: tarfile.open(
                     fileobj=reader, mode="r|", tarinfo=tinfo, encoding="utf-8",
-                    errors="surrogateescape")) as tf:
+                    errors="surrogateescape", bufsize=READ_SIZE)) as tf:
                 while True:
                     member = self._parse(reader, lambda: self._next(tf, reader))
                     if member is None:
@@ -545,7 +546,7 @@ class _Extractor:
                 assert src is not None
                 _copy(src, fd, size)
                 self.stats.bytes += size
-            if self.same_owner:
+            if self.same_owner and (uid or gid):  # root's new files are 0:0 already
                 os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)
             if xattrs:

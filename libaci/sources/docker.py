@@ -45,6 +45,13 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
                    credentials=options.credentials)
     top, raw = reg.get_manifest(repo, ref.digest or ref.tag or "latest")
     options.say(f"{name}: manifest {top.digest}")
+    if top.media_type in mt.MANIFEST_TYPES and store.exists():
+        have = next((r for r in store.images() if r.descriptor.digest == top.digest), None)
+        if have is not None:  # unchanged since the last fetch: nothing to download
+            if not set(names) <= set(have.names):
+                store.add_image(have.descriptor, names)
+            options.say(f"{name}: image is up to date")
+            return Fetched(have.id, tuple(dict.fromkeys((*have.names, *names))))
     cache = {top.digest: raw}
 
     def opener(desc: Descriptor) -> BinaryIO:
