@@ -476,12 +476,14 @@ class Staging:
             if os.path.exists(final):
                 continue
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            try:
-                os.chmod(path, 0o644)
+            os.chmod(path, 0o644)
+            if path == st.verified_path(digest):
+                # linked, not moved: a concurrent writer may be reading this very file;
+                # tmp/verified is emptied by gc, when no writer runs
+                with contextlib.suppress(FileExistsError):
+                    os.link(path, final)
+            else:
                 os.rename(path, final)
-            except FileNotFoundError:  # a concurrent writer published the same blob
-                if not os.path.exists(final):
-                    raise
         for chain, path in self.layers.items():
             final = st.layer_dir(chain)
             os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)

@@ -118,6 +118,21 @@ def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
     return ctx
 
 
+def http_session(host: str, tls: TLSOptions) -> requests.Session:
+    """A session for plain HTTP(S) GETs to ``host`` (ACI URLs, appc discovery).
+
+    TLS as for registries (system CAs plus certs.d or --cert-dir, the insecure
+    ``tls`` switch), podkit's User-Agent, no proxy from the environment.
+    Redirects are left to the caller (``allow_redirects=False``), who checks each hop.
+    """
+    s = requests.Session()
+    s.headers["User-Agent"] = USER_AGENT
+    s.trust_env = False
+    s.verify = not tls.insecure_tls
+    s.mount("https://", _TLSAdapter(_ssl_context(host, tls), pool_maxsize=4))
+    return s
+
+
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = dict(re.findall(r'(\w+)\s*=\s*"?([^",]*)"?', rest))

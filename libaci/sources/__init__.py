@@ -1,8 +1,11 @@
 """Image sources for podkit-fetch, chosen by the prefix of the argument.
 
 A source turns a string like ``oci:DIR:REF`` into an image in the store.  New
-transports (registries, https ACIs) register themselves here with
-:func:`register`, so podkit-fetch itself never changes.
+transports register themselves in :func:`_registry` and :func:`classify`, so
+podkit-fetch itself never changes.  A bare argument is a Docker reference
+when it is one (``example.com/app:v1`` is); an appc name goes through appc
+discovery when written ``appc:NAME`` or when it has labels (a comma), which
+no Docker reference has.
 """
 
 from __future__ import annotations
@@ -58,11 +61,13 @@ def _registry() -> dict[str, Callable[[], Importer]]:
         "docker-archive": lazy("dockerarchive"),
         "aci": lazy("acifile"),
         "docker": lazy("docker"),
+        "aciurl": lazy("aciurl"),
+        "appc": lazy("appcname"),
     }
 
 
-LOCAL = ("docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N] "
-         "or FILE.aci")
+LOCAL = ("docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF|@N], "
+         "FILE.aci, https://URL.aci or appc:NAME[:VERSION][,LABEL=VALUE...]")
 ACI_SUFFIXES = (".aci", ".aci.gz", ".aci.bz2", ".aci.xz", ".aci.zst")
 
 
@@ -73,17 +78,20 @@ def classify(source: str) -> tuple[str, str]:
             return transport, source[len(transport) + 1:]
     if source.startswith("docker://"):
         return "docker", source[9:]
+    if source.startswith("appc:"):
+        return "appc", source[5:]
     if source.startswith(("http://", "https://")):
-        raise UsageError(f"{source.split(':', 1)[0]}: sources are not supported yet "
-                         f"(use {LOCAL})")
+        return "aciurl", source
     if source.startswith("file://"):
         return "aci", source[7:]
     if source.endswith(ACI_SUFFIXES):
         return "aci", source
-    from libaci.reference import is_docker_reference
+    from libaci.reference import is_appc_name, is_docker_reference
 
     if "://" not in source and is_docker_reference(source):
         return "docker", source  # a bare reference, as docker pull takes it
+    if "," in source and is_appc_name(source):
+        return "appc", source  # labels: an appc name, never a Docker reference
     raise UsageError(f"unknown image source {source!r} (use {LOCAL})")
 
 

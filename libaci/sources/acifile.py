@@ -3,15 +3,19 @@
 The archive is decompressed once into a staged blob (the uncompressed tar,
 whose sha512 is the appc image ID), its layout and manifest are checked, and
 its rootfs is extracted as the image's single layer, keyed by that ID.
+:func:`import_aci` does this for any forward-only stream, so ACIs fetched by
+URL (:mod:`libaci.sources.aciurl`) stream through the same code.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping
+from typing import BinaryIO
 
 from libaci import mediatypes as mt
-from libaci.aci import scan_aci
+from libaci.aci import AciInfo, scan_aci
 from libaci.digest import Digest
 from libaci.errors import NotFoundError
 from libaci.names import appc_store_name
@@ -21,6 +25,8 @@ from libaci.sources import Fetched, FetchOptions
 from libaci.store import ANN_ACI_MANIFEST, ANN_CREATED, ANN_SOURCE, Store
 from libaci.unpack import extract_one
 
+ANN_SIGNATURE_URL = "io.podkit.aci.signature-url"  # where its .aci.asc is, for verify
+
 
 def fetch(store: Store, path: str, options: FetchOptions) -> Fetched:
     try:
@@ -29,12 +35,27 @@ def fetch(store: Store, path: str, options: FetchOptions) -> Fetched:
         raise NotFoundError(f"ACI {path} does not exist") from None
     except IsADirectoryError:
         raise NotFoundError(f"ACI {path} is a directory") from None
-    with src, store.writing() as staging:
+    with src:
+        return import_aci(store, src, options, source=os.path.abspath(path))
+
+
+def import_aci(store: Store, src: BinaryIO, options: FetchOptions, *, source: str,
+               annotations: Mapping[str, str] | None = None,
+               check: Callable[[AciInfo], None] | None = None) -> Fetched:
+    """Import the ACI read (forwards, once) from ``src``: a file, a pipe, an HTTP body.
+
+    ``source`` becomes the image's source annotation and ``annotations`` are
+    added to its descriptor; ``check`` sees the scanned ACI before anything
+    is extracted or published and refuses it by raising.
+    """
+    with store.writing() as staging:
         blob, fd = staging.tmpfile("aci")
         with os.fdopen(fd, "wb") as out:
             info = scan_aci(src, copy_to=out)
             out.flush()
             os.fsync(out.fileno())
+        if check is not None:
+            check(info)
         digest = Digest.parse("sha512:" + info.image_id.removeprefix("sha512-"))
         staging.blobs[digest] = blob
         manifest_digest = staging.put_bytes(info.manifest_raw)
@@ -51,7 +72,8 @@ def fetch(store: Store, path: str, options: FetchOptions) -> Fetched:
         desc = Descriptor(mt.APPC_ACI, digest, info.size, annotations={
             ANN_ACI_MANIFEST: str(manifest_digest),
             ANN_CREATED: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            ANN_SOURCE: os.path.abspath(path),
+            ANN_SOURCE: source,
+            **(annotations or {}),
         })
         staging.commit(desc, names)
         return Fetched(info.image_id, tuple(names))

@@ -16,6 +16,10 @@ def build() -> argparse.ArgumentParser:
                              "         oci:DIR[:REF]  oci-archive:FILE[:REF]  "
                              "docker-archive:FILE[:REF|@N] (@N: the Nth image)\n"
                              "         FILE.aci[.gz|.bz2|.xz|.zst]  file://PATH (an ACI)\n"
+                             "         https://HOST/PATH.aci (HTTP caching; http:// needs "
+                             "--insecure-options=http)\n"
+                             "         appc:NAME[:VERSION][,LABEL=VALUE...] (appc discovery; "
+                             "with labels, appc: is optional)\n"
                              "names: --name, else the REF (a bare tag T in DIR becomes "
                              "localhost/DIR:T), the archive's tags, or the ACI's name:version\n"
                              "example: podkit-fetch oci:/tmp/layout:latest | xargs podkit-inspect")
@@ -26,8 +30,8 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("--arch", metavar="ARCH", help="architecture to pick from an index")
     p.add_argument("--variant", metavar="VARIANT", help="architecture variant (e.g. v7)")
     p.add_argument("--pull-policy", choices=("never", "new", "update"), default="update",
-                   help="registries: never (store only), new (fetch when missing), update "
-                        "(check the registry; default)")
+                   help="network sources: never (store only), new (fetch when missing), "
+                        "update (check the registry or server; default)")
     common.add_registry_options(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress on stderr (progress shows only on a terminal anyway)")

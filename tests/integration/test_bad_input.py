@@ -32,7 +32,7 @@ def _ambiguous_layout(images) -> str:  # type: ignore[no-untyped-def]
 
 FETCH_CASES = [
     (["Not_A_Ref!"], 2, "unknown image source"),
-    (["https://example.invalid/x.aci"], 2, "not supported yet"),
+    (["http://example.invalid/x.aci"], 2, "--insecure-options=http"),
     (["docker://127.0.0.1:1/nothing/here:1"], 1, "127.0.0.1:1"),
     (["oci:/nonexistent/layout"], 4, "does not exist"),
     (["oci:{layout}:no-such-tag"], 4, "no image named 'no-such-tag'"),

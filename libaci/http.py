@@ -1,0 +1,226 @@
+"""Plain HTTP(S) GETs: ACIs by URL, appc discovery pages (later signatures, keys).
+
+Registries have their own client (:mod:`libaci.registry.client`); this one
+fetches arbitrary URLs with the same TLS settings and rkt's rules for them:
+``https://`` is verified (system CAs plus ``--cert-dir`` or the host's
+certs.d), plain ``http://`` needs ``--insecure-options=http`` whatever the
+host, redirects are followed by hand (at most ten, each hop checked against the
+same rules and given the TLS settings of its own host, credentials never
+carried to another host), refused connections and 429/5xx answers are retried
+with backoff, statuses map to the error classes (404 not found, 401/403 auth,
+others fetch errors), and bodies are streamed, never read whole, with
+transport errors raised as one-line :class:`~libaci.errors.FetchError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from libaci.errors import AuthError, FetchError, NotFoundError, UsageError
+from libaci.registry.client import (
+    BACKOFF,
+    CONNECT_ATTEMPTS,
+    RETRY_STATUS,
+    TLSOptions,
+    _short,
+    http_session,
+)
+
+MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+TIMEOUT = (10, 120)  # connect, read
+_TRANSPORT_ERRORS = (requests.RequestException, OSError, http.client.HTTPException,
+                     urllib3.exceptions.HTTPError)
+
+Credentials = Callable[[str, str | None], Any]  # (host, None) -> Credential | None
+
+
+def check_url(url: str, tls: TLSOptions) -> urllib.parse.SplitResult:
+    """``url`` split, if podkit may fetch it: https, or http with the insecure switch."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        raise UsageError(f"{_redact(url)}: not a valid URL ({e})") from None
+    if "@" in parts.netloc:
+        raise UsageError(f"{_redact(url)}: credentials in a URL are not accepted "
+                         "(use podkit-login HOST)")
+    if parts.scheme == "http":
+        if not tls.allow_http:
+            raise UsageError(f"{url}: plain HTTP needs --insecure-options=http "
+                             "(or use https://)")
+    elif parts.scheme != "https":
+        raise UsageError(f"{url}: unsupported URL scheme {parts.scheme!r} (use https://)")
+    if not parts.hostname:
+        raise UsageError(f"{url}: the URL has no host")
+    return parts
+
+
+def _redact(url: str) -> str:
+    """``url`` without any user:password part, for messages."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}" if sep else url
+
+
+def _host(parts: urllib.parse.SplitResult) -> str:
+    """host[:port] without user info: the key for certs.d and credentials."""
+    return parts.netloc.rpartition("@")[2]
+
+
+class HttpClient:
+    """GETs with podkit's TLS settings; one session per host, for one command."""
+
+    def __init__(self, tls: TLSOptions | None = None, *,
+                 credentials: Credentials | None = None,
+                 max_redirects: int = MAX_REDIRECTS) -> None:
+        self.tls = tls or TLSOptions()
+        self.max_redirects = max_redirects
+        self._credentials = credentials
+        self._sessions: dict[str, requests.Session] = {}
+
+    def _session(self, host: str) -> requests.Session:
+        s = self._sessions.get(host)
+        if s is None:
+            s = self._sessions[host] = http_session(host, self.tls)
+        return s
+
+    def close(self) -> None:
+        for s in self._sessions.values():
+            s.close()
+        self._sessions.clear()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, url: str, *, headers: dict[str, str] | None = None,
+            ok: tuple[int, ...] = (200,), what: str = "") -> requests.Response:
+        """GET ``url`` streamed, following redirects; the answer's status is in ``ok``.
+
+        ``response.url`` is the URL that answered.  The caller closes the response.
+        """
+        what = what or url
+        for _hop in range(self.max_redirects + 1):
+            resp = self._get_one(url, headers or {}, ok, what)
+            if resp.status_code not in REDIRECTS or resp.status_code in ok:
+                return resp
+            location = resp.headers.get("Location")
+            resp.close()
+            if not location:
+                raise FetchError(f"{what}: HTTP {resp.status_code} redirect without a Location")
+            url = urllib.parse.urljoin(url, location)
+        raise FetchError(f"{what}: too many redirects (more than {self.max_redirects}; a loop?)")
+
+    def _get_one(self, url: str, headers: dict[str, str], ok: tuple[int, ...],
+                 what: str) -> requests.Response:
+        parts = check_url(url, self.tls)
+        host = _host(parts)
+        session = self._session(host)
+        auth: dict[str, str] = {}
+        tries = connects = 0
+        while True:
+            try:
+                resp = session.get(url, headers={**headers, **auth}, stream=True,
+                                   allow_redirects=False, timeout=TIMEOUT)
+            except requests.exceptions.SSLError as e:
+                raise FetchError(f"{host}: TLS verification failed ({_short(e)}; give the CA "
+                                 "with --cert-dir, or --insecure-options=tls)") from None
+            except requests.RequestException as e:
+                connects += 1
+                if connects < CONNECT_ATTEMPTS:
+                    time.sleep(BACKOFF[connects - 1])
+                    continue
+                raise FetchError(f"{host}: {_short(e)}") from None
+            code = resp.status_code
+            if code in ok or code in REDIRECTS:
+                return resp
+            if code == 401 and not auth:
+                auth = self._basic_auth(resp, parts, host)
+                if auth:
+                    resp.close()
+                    continue
+            if code in RETRY_STATUS and tries < len(BACKOFF):
+                resp.close()
+                delay = BACKOFF[tries]
+                retry_after = resp.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    delay = min(float(retry_after), 10.0)
+                tries += 1
+                time.sleep(delay)
+                continue
+            resp.close()
+            _raise_for(code, resp.reason, what, bool(auth))
+
+    def _basic_auth(self, resp: requests.Response, parts: urllib.parse.SplitResult,
+                    host: str) -> dict[str, str]:
+        """Credentials for a Basic challenge, over HTTPS only (never in clear text)."""
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if (self._credentials is None or parts.scheme != "https"
+                or not challenge.lower().startswith("basic")):
+            return {}
+        cred = self._credentials(host, None)
+        if cred is None:
+            return {}
+        raw = f"{cred.username}:{cred.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def _raise_for(code: int, reason: str | None, what: str, sent_credentials: bool) -> None:
+    if code == 401:
+        hint = "credentials refused" if sent_credentials else \
+            "credentials needed; use podkit-login HOST"
+        raise AuthError(f"{what}: authentication required (HTTP 401; {hint})")
+    if code == 403:
+        raise AuthError(f"{what}: access denied (HTTP 403)")
+    if code in (404, 410):
+        raise NotFoundError(f"{what}: not found (HTTP {code})")
+    raise FetchError(f"{what}: HTTP {code}{f' {reason}' if reason else ''}")
+
+
+class Body:
+    """A response body as a forward-only binary stream (Content-Encoding undone).
+
+    Transport errors and a body shorter than its Content-Length become FetchError.
+    """
+
+    def __init__(self, resp: requests.Response, what: str) -> None:
+        self._resp = resp
+        self._what = what
+        self.size = 0  # bytes read so far (decoded)
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._resp.raw.read(None if n is None or n < 0 else n,
+                                       decode_content=True)
+        except _TRANSPORT_ERRORS as e:
+            raise FetchError(f"{self._what}: download broke off after {self.size} bytes "
+                             f"({_short(e)})") from None
+        self.size += len(data)
+        return data
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+def read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
+    """The whole body of a small document; FetchError when it is over ``limit`` bytes."""
+    body = Body(resp, what)
+    out = bytearray()
+    while True:
+        chunk = body.read(65536)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if len(out) > limit:
+            raise FetchError(f"{what}: the document is over the {limit}-byte limit")

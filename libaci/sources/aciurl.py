@@ -1,0 +1,253 @@
+"""``https://HOST/PATH.aci``: an appc image archive fetched by URL, with HTTP caching.
+
+The body streams through the same import as a local ACI
+(:func:`libaci.sources.acifile.import_aci`): decompressed by magic, hashed
+and staged inside the store, never held in memory.  Plain ``http://`` needs
+``--insecure-options=http``, as in rkt, whatever the host.
+
+What each URL gave is remembered, as rkt's ``remote`` table did, in
+``STORE/cache/aci-remotes.json`` (updated atomically under a lock): the image
+ID, the ``ETag``, ``Last-Modified`` and ``Cache-Control: max-age`` of the
+answer, when it was downloaded, and the signature URL (the URL with ``.aci``
+turned into ``.aci.asc``, also kept on the image descriptor as
+``io.podkit.aci.signature-url`` for verification).  With pull policy
+
+* ``update`` (default): while ``max-age`` has not run out the stored image is
+  used without a request; after that the request carries ``If-None-Match`` /
+  ``If-Modified-Since`` and a ``304 Not Modified`` reuses the stored image;
+* ``new``: a URL fetched before whose image is still in the store is not asked;
+* ``never``: only the store; a URL never fetched is a not-found error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from libaci.appc import ImageManifest, parse_image_manifest
+from libaci.digest import Digest
+from libaci.errors import ImageError, NotFoundError, UsageError
+from libaci.fsutil import atomic_write, flocked
+from libaci.names import appc_store_name
+from libaci.reference import parse_appc_name
+from libaci.sources import Fetched, FetchOptions
+from libaci.sources.acifile import ANN_SIGNATURE_URL, import_aci
+from libaci.store import ANN_ACI_MANIFEST, ImageRecord, Store
+
+if TYPE_CHECKING:
+    from libaci.http import HttpClient
+
+__all__ = ["ANN_SIGNATURE_URL", "Remote", "fetch", "fetch_url", "lookup", "parse_cache_control",
+           "record", "reuse", "signature_url", "stored_manifest"]
+
+CACHE_FILE = "aci-remotes.json"
+MAX_REMOTES = 5000
+POLICIES = ("never", "new", "update")
+
+Check = Callable[[ImageManifest], None]
+
+
+@attrs.frozen
+class Remote:
+    """What one URL gave the last time it was downloaded."""
+
+    url: str
+    image_id: str
+    signature_url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    max_age: int = 0  # seconds from download_time during which no request is made
+    download_time: float = 0.0
+
+    def fresh(self, now: float) -> bool:
+        return self.max_age > 0 and now < self.download_time + self.max_age
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"imageID": self.image_id, "signatureURL": self.signature_url,
+                "etag": self.etag, "lastModified": self.last_modified,
+                "maxAge": self.max_age, "downloadTime": self.download_time}
+
+    @classmethod
+    def from_dict(cls, url: str, d: Any) -> Remote | None:
+        try:
+            return cls(url, str(d["imageID"]), str(d.get("signatureURL") or signature_url(url)),
+                       d.get("etag") or None, d.get("lastModified") or None,
+                       int(d.get("maxAge") or 0), float(d.get("downloadTime") or 0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None  # a damaged entry is only a cache miss
+
+
+def signature_url(url: str) -> str:
+    """rkt's rule: ``x.aci`` -> ``x.aci.asc``; any other path gets ``.asc`` appended."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    path = path[:-4] + ".aci.asc" if path.endswith(".aci") else path + ".asc"
+    return urllib.parse.urlunsplit(parts._replace(path=path, fragment=""))
+
+
+def parse_cache_control(header: str | None) -> tuple[int, bool]:
+    """(max-age seconds, whether validators may be kept) from a Cache-Control header.
+
+    ``no-cache`` means "ask every time" (max-age 0); ``no-store`` also keeps
+    no ETag or Last-Modified.
+    """
+    directives: dict[str, str] = {}
+    for item in (header or "").split(","):
+        key, _, value = item.strip().partition("=")
+        directives[key.strip().lower()] = value.strip().strip('"')
+    keep = "no-store" not in directives
+    age = directives.get("max-age", "")
+    max_age = int(age) if age.isdigit() else 0
+    if not keep or "no-cache" in directives:
+        max_age = 0
+    return max_age, keep
+
+
+# -- the cache file ---------------------------------------------------------------
+
+def _path(store: Store) -> str:
+    return store.path("cache", CACHE_FILE)
+
+
+def _load(store: Store) -> dict[str, Any]:
+    try:
+        with open(_path(store), "rb") as f:
+            doc = json.load(f)
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def lookup(store: Store, url: str) -> Remote | None:
+    """The cache entry of ``url``, if any."""
+    entry = _load(store).get(url)
+    return Remote.from_dict(url, entry) if entry is not None else None
+
+
+def record(store: Store, remote: Remote) -> None:
+    """Remember ``remote`` (most recently used entries are kept, at most MAX_REMOTES)."""
+    os.makedirs(store.path("cache"), mode=0o700, exist_ok=True)
+    with flocked(store.lock_path("aci-remotes.lock")):
+        doc = _load(store)
+        doc.pop(remote.url, None)
+        doc[remote.url] = remote.to_dict()
+        while len(doc) > MAX_REMOTES:
+            doc.pop(next(iter(doc)))
+        atomic_write(_path(store), json.dumps(doc, indent=1).encode(), mode=0o600)
+
+
+# -- fetching ---------------------------------------------------------------------
+
+def _stored(store: Store, image_id: str) -> ImageRecord | None:
+    """The image if it is still in the store, with its layer extracted."""
+    for rec in store.images():
+        if rec.is_aci and rec.id == image_id:
+            return rec if store.layer_info(rec.descriptor.digest) is not None else None
+    return None
+
+
+def stored_manifest(store: Store, rec: ImageRecord) -> ImageManifest:
+    ann = rec.descriptor.annotations.get(ANN_ACI_MANIFEST)
+    if not ann:
+        raise NotFoundError(f"image {rec.id} has no ACI manifest in the store")
+    return parse_image_manifest(store.read_blob(Digest.parse(ann)), validate=False)
+
+
+def reuse(store: Store, rec: ImageRecord, options: FetchOptions,
+          check: Check | None = None) -> Fetched:
+    """A stored image as the result of a fetch; ``--name`` (if given) is added to it."""
+    if check is not None:
+        check(stored_manifest(store, rec))
+    names = rec.names
+    if options.name:
+        app = parse_appc_name(options.name)
+        name = appc_store_name(app.name, app.version)
+        if name not in names:
+            store.add_image(rec.descriptor, [name])
+            names = (*names, name)
+    return Fetched(rec.id, names)
+
+
+def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
+    return fetch_url(store, rest, options)
+
+
+def fetch_url(store: Store, url: str, options: FetchOptions, *,
+              signature: str | None = None, check: Check | None = None,
+              client: HttpClient | None = None) -> Fetched:
+    """Fetch the ACI at ``url`` into ``store`` under ``options.pull_policy``.
+
+    ``signature`` overrides the signature URL derived from ``url`` (discovery
+    renders its own); ``check`` sees the image manifest (of a new download or
+    of the stored image that is reused) and refuses it by raising; ``client``
+    is a :class:`libaci.http.HttpClient` to share.  Errors about the image
+    itself (a bad archive, a refused manifest) name the URL.
+    """
+    try:
+        return _fetch_url(store, url, options, signature, check, client)
+    except ImageError as e:
+        raise type(e)(f"{url}: {e}") from None
+
+
+def _fetch_url(store: Store, url: str, options: FetchOptions, signature: str | None,
+               check: Check | None, client: HttpClient | None) -> Fetched:
+    from libaci.http import Body, HttpClient, check_url
+    from libaci.registry.client import TLSOptions
+
+    tls = options.tls or TLSOptions()
+    check_url(url, tls)
+    policy = options.pull_policy
+    if policy not in POLICIES:
+        raise UsageError(f"--pull-policy: {policy!r} is not never, new or update")
+    sig = signature or signature_url(url)
+    remote = lookup(store, url) if store.exists() else None
+    rec = _stored(store, remote.image_id) if remote is not None else None
+    now = time.time()
+    if rec is not None and remote is not None:
+        if policy in ("never", "new"):
+            return reuse(store, rec, options, check)
+        if remote.fresh(now):
+            left = int(remote.download_time + remote.max_age - now)
+            options.say(f"{url}: in the store, fresh for {left}s more")
+            return reuse(store, rec, options, check)
+    elif policy == "never":
+        raise NotFoundError(f"{url} is not in the store and --pull-policy=never "
+                            "forbids fetching it")
+    headers: dict[str, str] = {}
+    if rec is not None and remote is not None:
+        if remote.etag:
+            headers["If-None-Match"] = remote.etag
+        if remote.last_modified:
+            headers["If-Modified-Since"] = remote.last_modified
+    own = client is None
+    client = client or HttpClient(tls, credentials=options.credentials)
+    try:
+        resp = client.get(url, headers=headers, ok=(200, 304) if headers else (200,))
+        with resp:
+            max_age, keep = parse_cache_control(resp.headers.get("Cache-Control"))
+            etag = resp.headers.get("ETag") if keep else None
+            modified = resp.headers.get("Last-Modified") if keep else None
+            if resp.status_code == 304 and rec is not None and remote is not None:
+                options.say(f"{url}: not modified")
+                fetched = reuse(store, rec, options, check)
+                record(store, attrs.evolve(remote, etag=etag or remote.etag,
+                                           last_modified=modified or remote.last_modified,
+                                           max_age=max_age, download_time=now,
+                                           signature_url=sig))
+                return fetched
+            options.say(f"Downloading {url}")
+            fetched = import_aci(store, Body(resp, url), options, source=url,
+                                 annotations={ANN_SIGNATURE_URL: sig},
+                                 check=None if check is None else
+                                 (lambda info: check(info.manifest)))
+    finally:
+        if own:
+            client.close()
+    record(store, Remote(url, fetched.image_id, sig, etag, modified, max_age, now))
+    return fetched
