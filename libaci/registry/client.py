@@ -82,18 +82,28 @@ def api_host(domain: str) -> str:
     return DOCKER_HUB if domain in ("docker.io", "index.docker.io") else domain
 
 
-class _TLSAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, context: ssl.SSLContext, **kw: Any) -> None:
+SEND_BLOCK = 1 << 20  # urllib3 sends bodies in 16 KiB blocks by default: a call each
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """Large send blocks for uploads, and (for https) podkit's own TLS context."""
+
+    def __init__(self, context: ssl.SSLContext | None = None, **kw: Any) -> None:
         self._ctx = context
         super().__init__(**kw)
 
     def init_poolmanager(self, *args: Any, **kw: Any) -> None:
-        kw["ssl_context"] = self._ctx
+        if self._ctx is not None:
+            kw["ssl_context"] = self._ctx
+        kw["blocksize"] = SEND_BLOCK
         super().init_poolmanager(*args, **kw)
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         super().cert_verify(conn, url, verify, cert)
-        conn.ssl_context = self._ctx
+        if self._ctx is not None:
+            conn.ssl_context = self._ctx
+
+
 
 
 def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
@@ -129,7 +139,7 @@ def http_session(host: str, tls: TLSOptions) -> requests.Session:
     s.headers["User-Agent"] = USER_AGENT
     s.trust_env = False
     s.verify = not tls.insecure_tls
-    s.mount("https://", _TLSAdapter(_ssl_context(host, tls), pool_maxsize=4))
+    s.mount("https://", _Adapter(_ssl_context(host, tls), pool_maxsize=4))
     return s
 
 
@@ -176,7 +186,8 @@ class Registry:
             s.headers["User-Agent"] = USER_AGENT
             s.trust_env = False  # loopback registries must not go through a proxy
             s.verify = not self.tls.insecure_tls  # the adapter's context holds the CAs
-            s.mount("https://", _TLSAdapter(self._ctx, pool_maxsize=8))
+            s.mount("https://", _Adapter(self._ctx, pool_maxsize=8))
+            s.mount("http://", _Adapter(None, pool_maxsize=8))
             self._local.session = s
         return s
 
