@@ -362,6 +362,23 @@ class Store:
         return [x.path for x in layers], frozenset(x.path for x in layers
                                                    if x.whiteouts == "marker")
 
+    # -- small JSON caches under cache/ (hints only: a damaged one reads as empty) --
+    def read_cache(self, name: str) -> dict[str, Any]:
+        try:
+            with open(self.path("cache", name), "rb") as f:
+                doc = json.load(f)
+            return doc if isinstance(doc, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def update_cache(self, name: str, change: Any) -> None:
+        """Apply ``change(doc)`` (in place) to cache ``name`` under its lock, atomically."""
+        os.makedirs(self.path("cache"), mode=0o700, exist_ok=True)
+        with flocked(self.lock_path(name + ".lock")):
+            doc = self.read_cache(name)
+            change(doc)
+            atomic_write(self.path("cache", name), json.dumps(doc).encode(), mode=0o600)
+
     def image_size(self, rec: ImageRecord) -> int:
         try:
             return sum(x.size for x in self.image_layers(rec))

@@ -21,8 +21,6 @@ turned into ``.aci.asc``, also kept on the image descriptor as
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -33,7 +31,6 @@ import attrs
 from libaci.appc import ImageManifest, parse_image_manifest
 from libaci.digest import Digest
 from libaci.errors import ImageError, NotFoundError, UsageError
-from libaci.fsutil import atomic_write, flocked
 from libaci.names import appc_store_name
 from libaci.reference import parse_appc_name
 from libaci.sources import Fetched, FetchOptions
@@ -111,17 +108,8 @@ def parse_cache_control(header: str | None) -> tuple[int, bool]:
 
 # -- the cache file ---------------------------------------------------------------
 
-def _path(store: Store) -> str:
-    return store.path("cache", CACHE_FILE)
-
-
 def _load(store: Store) -> dict[str, Any]:
-    try:
-        with open(_path(store), "rb") as f:
-            doc = json.load(f)
-        return doc if isinstance(doc, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return store.read_cache(CACHE_FILE)
 
 
 def lookup(store: Store, url: str) -> Remote | None:
@@ -132,14 +120,13 @@ def lookup(store: Store, url: str) -> Remote | None:
 
 def record(store: Store, remote: Remote) -> None:
     """Remember ``remote`` (most recently used entries are kept, at most MAX_REMOTES)."""
-    os.makedirs(store.path("cache"), mode=0o700, exist_ok=True)
-    with flocked(store.lock_path("aci-remotes.lock")):
-        doc = _load(store)
+    def change(doc: dict[str, Any]) -> None:
         doc.pop(remote.url, None)
         doc[remote.url] = remote.to_dict()
         while len(doc) > MAX_REMOTES:
             doc.pop(next(iter(doc)))
-        atomic_write(_path(store), json.dumps(doc, indent=1).encode(), mode=0o600)
+
+    store.update_cache(CACHE_FILE, change)
 
 
 # -- fetching ---------------------------------------------------------------------
