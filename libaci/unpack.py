@@ -79,40 +79,42 @@ def extract_one(blob: str, dest: str, diff_id: Digest | None, lowers: Sequence[s
     return got, tee.hasher.size, stats.entries
 
 
-def extract_all(jobs: list[tuple[str, str, Digest | None]], *,
+def extract_all(jobs: list[tuple[Callable[[], str], str, Digest | None]], *,
                 existing: Callable[[int], str | None], workers: int | None = None) -> list[str]:
-    """Extract ``jobs`` = [(blob path, dest dir, diff ID)] bottom first.
+    """Fetch and extract ``jobs`` = [(blob getter, dest dir, diff ID)], bottom first.
 
-    ``existing(i)`` gives the rootfs of layer i when it is already in the
-    store (then it is not extracted).  Returns the rootfs dir of each layer.
+    Each job first calls its getter, which returns the blob's path once it is
+    in hand (a download, for a registry), then extracts it unless
+    ``existing(i)`` gives the rootfs of layer i already in the store.  Jobs run
+    in parallel, so one layer extracts while the next ones still download.
+    Returns the rootfs dir of each layer.
     """
     n = len(jobs)
     dirs: list[str] = []
     events = [threading.Event() for _ in range(n)]
-    todo = []
+    have = [existing(i) for i in range(n)]
     for i, (_, dest, _) in enumerate(jobs):
-        have = existing(i)
-        if have is not None:
-            dirs.append(have)
+        if have[i] is not None:
+            dirs.append(have[i])  # type: ignore[arg-type]
             events[i].set()
         else:
             dirs.append(os.path.join(dest, "rootfs"))
-            todo.append(i)
 
     def run(i: int) -> None:
-        blob, dest, diff_id = jobs[i]
-        lowers = _Lowers(dirs[:i][::-1], events[:i][::-1])
+        get_blob, dest, diff_id = jobs[i]
         try:
-            extract_one(blob, dest, diff_id, lowers)
+            blob = get_blob()
+            if have[i] is None:
+                extract_one(blob, dest, diff_id, _Lowers(dirs[:i][::-1], events[:i][::-1]))
         finally:
             events[i].set()
 
-    if len(todo) <= 1:
-        for i in todo:
+    if n <= 1:
+        for i in range(n):
             run(i)
         return dirs
-    with ThreadPoolExecutor(max_workers=workers or min(len(todo), (os.cpu_count() or 2) + 1)) as ex:
-        futures = [ex.submit(run, i) for i in todo]
+    with ThreadPoolExecutor(max_workers=workers or min(n, (os.cpu_count() or 2) + 2)) as ex:
+        futures = [ex.submit(run, i) for i in range(n)]
         for fut in futures:
             fut.result()
     return dirs

@@ -9,9 +9,9 @@ extracts the layers and publishes the image only when all of it checked out.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from libaci import mediatypes as mt
@@ -24,7 +24,6 @@ from libaci.store import ANN_CREATED, ANN_INDEX, ANN_SOURCE, Staging
 from libaci.unpack import extract_all
 
 MAX_MANIFEST = 4 << 20
-PARALLEL = 4  # layers downloaded at once
 MAX_CONFIG = 32 << 20
 Opener = Callable[[Descriptor], BinaryIO]
 
@@ -55,29 +54,13 @@ def resolve_manifest(opener: Opener, desc: Descriptor, options: FetchOptions,
     return desc, doc, None
 
 
-def copy_layers(staging: Staging, opener: Opener, layers: tuple[Descriptor, ...],
-                options: FetchOptions) -> None:
-    """Stream the layers the store lacks into staging, several at once, verifying each."""
-    todo: dict[Digest, Descriptor] = {}
-    for layer in layers:
-        if staging.has_blob(layer.digest):
-            options.say(f"{layer.digest.encoded[:12]}: Already exists")
-        else:
-            todo.setdefault(layer.digest, layer)
-
-    def copy(layer: Descriptor) -> None:
-        with opener(layer) as f:
-            staging.put_stream(f, expected=layer.digest, size=layer.size,
-                               what=f"layer {layer.digest}")
-        options.say(f"{layer.digest.encoded[:12]}: Download complete ({layer.size} bytes)")
-
-    if len(todo) <= 1:
-        for layer in todo.values():
-            copy(layer)
-        return
-    with ThreadPoolExecutor(max_workers=min(len(todo), PARALLEL)) as ex:
-        for fut in [ex.submit(copy, layer) for layer in todo.values()]:
-            fut.result()
+def copy_layer(staging: Staging, opener: Opener, layer: Descriptor,
+               options: FetchOptions) -> None:
+    """Stream one layer into staging, verifying its size and digest as it goes."""
+    with opener(layer) as f:
+        staging.put_stream(f, expected=layer.digest, size=layer.size,
+                           what=f"layer {layer.digest}")
+    options.say(f"{layer.digest.encoded[:12]}: Download complete ({layer.size} bytes)")
 
 
 def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: list[str],
@@ -107,12 +90,23 @@ def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: l
     staging.put_bytes(config_raw, expected=manifest.config.digest, what="config")
     staging.put_bytes(manifest.raw, expected=mdesc.digest, what="manifest")
 
-    copy_layers(staging, opener, manifest.layers, options)
     chains = chain_ids(diff_ids)
+    fetching: dict[Digest, threading.Lock] = {d.digest: threading.Lock() for d in manifest.layers}
+
+    def getter(layer: Descriptor) -> Callable[[], str]:
+        def get() -> str:
+            with fetching[layer.digest]:  # an image may list one blob twice
+                if staging.has_blob(layer.digest):
+                    options.say(f"{layer.digest.encoded[:12]}: Already exists")
+                else:
+                    copy_layer(staging, opener, layer, options)
+            return staging.blob_path(layer.digest)
+        return get
+
     jobs = []
     for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
         dest = os.path.join(staging.dir, f"layer-{chain.encoded}")
-        jobs.append((staging.blob_path(layer.digest), dest, diff_id))
+        jobs.append((getter(layer), dest, diff_id))
 
     def existing(i: int) -> str | None:
         info = store.layer_info(chains[i])
