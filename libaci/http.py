@@ -15,17 +15,16 @@ transport errors raised as one-line :class:`~libaci.errors.FetchError`.
 from __future__ import annotations
 
 import base64
-import http.client
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import requests
-import urllib3.exceptions
 
 from libaci.errors import AuthError, FetchError, NotFoundError, UsageError
 from libaci.registry.client import (
+    _TRANSPORT_ERRORS,
     BACKOFF,
     CONNECT_ATTEMPTS,
     RETRY_STATUS,
@@ -37,8 +36,6 @@ from libaci.registry.client import (
 MAX_REDIRECTS = 10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 TIMEOUT = (10, 120)  # connect, read
-_TRANSPORT_ERRORS = (requests.RequestException, OSError, http.client.HTTPException,
-                     urllib3.exceptions.HTTPError)
 
 Credentials = Callable[[str, str | None], Any]  # (host, None) -> Credential | None
 
