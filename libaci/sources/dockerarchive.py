@@ -11,7 +11,7 @@ import io
 import json
 import os
 import tarfile
-from typing import Any
+from typing import Any, BinaryIO
 
 from libaci import mediatypes as mt
 from libaci import names as naming
@@ -55,6 +55,14 @@ class DockerArchive:
             raise ImageError(f"{self.path}: missing entry {name!r}")
         return m
 
+    def open_member(self, name: str) -> BinaryIO:
+        """A member's bytes through a file handle of its own: layers are read by
+        several threads at once, and the tarfile's shared handle must not be."""
+        m = self.member(name)
+        f = open(self.path, "rb")  # noqa: SIM115 - closed by _Member
+        f.seek(m.offset_data)
+        return _Member(f, m.size)  # type: ignore[return-value]
+
     def read(self, name: str, limit: int) -> bytes:
         m = self.member(name)
         if m.size > limit:
@@ -71,6 +79,29 @@ class DockerArchive:
             raise ImageError(f"{self.path}: manifest.json is not valid JSON ({e})") from None
         validate(doc, "docker-archive-manifest")
         return doc  # type: ignore[no-any-return]
+
+
+class _Member:
+    """``size`` bytes of an open file from its current position; closes the file."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self._f, self._left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data = self._f.read(self._left if n is None or n < 0 else min(n, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _Member:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _pick(entries: list[dict[str, Any]], sel: str | None, path: str) -> dict[str, Any]:
@@ -125,7 +156,7 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
             if desc.digest == config_digest:
                 return io.BytesIO(config_raw)
             name, _ = blobs[desc.digest]
-            return arch.tf.extractfile(arch.member(name))
+            return arch.open_member(name)
 
         names: list[str] = []
         if options.name:

@@ -199,3 +199,41 @@ def test_docker_schema2_manifests_and_lists(podkit, images, tmp_path):
     arm = fetch(podkit, f"oci:{lay}:d-list", "--arch", "arm", "--variant", "v7",
                 "--name", "example.com/arm:v7")
     assert arm == fetch(podkit, f"oci:{lay}:d-tiny")
+
+
+def test_docker_archive_layers_read_in_parallel(podkit, tmp_path):
+    """Several layers of one archive are copied at once; each needs its own file handle."""
+    import hashlib
+    import io
+    import random
+    import tarfile
+
+    rng = random.Random(7)
+    layers, diff_ids = [], []
+    for i in range(6):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            data = rng.randbytes(2 << 20)
+            ti = tarfile.TarInfo(f"layer{i}.bin")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        raw = buf.getvalue()
+        layers.append(raw)
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    archive = tmp_path / "six.tar"
+    with tarfile.open(archive, "w") as tf:
+        def add(name: str, data: bytes) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        add("config.json", config)
+        for d, raw in zip(diff_ids, layers, strict=True):
+            add(f"{d[7:]}.tar", raw)
+        add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["six:1"],
+                                          "Layers": [f"{d[7:]}.tar" for d in diff_ids]}]).encode())
+    image_id = fetch(podkit, f"docker-archive:{archive}")
+    podkit.ok("render", image_id, str(tmp_path / "r"))
+    for i in range(6):
+        assert (tmp_path / "r" / f"layer{i}.bin").stat().st_size == 2 << 20
