@@ -85,6 +85,8 @@ PODKIT_REV=${PODKIT_REV:-}
 PODKIT_BIN=${PODKIT_BIN:-$(dirname "$HERE")/.venv/bin}
 PY=/usr/bin/python3
 SRC_TOP=$(dirname "$HERE")
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 SRC_DIR=$SRC_TOP
 IMAGE_VERSION=1                  # bump when the image recipe changes
 CACHE=$BENCH_DIR/cache/scale-$SCALE
@@ -655,24 +657,8 @@ served_digest() {
 # -----------------------------------------------------------------------------
 # measuring
 # -----------------------------------------------------------------------------
-CAN_DROP=0
-if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then CAN_DROP=1; fi
 
-python_dirs() {
-    PYDIRS=()
-    local d
-    for d in $("$PODKIT_BIN/python3" -c 'import sys, os; print("\n".join(p for p in sys.path if os.path.isdir(p)))') \
-             "$SRC_DIR/libaci" "$SRC_DIR/stage0"; do
-        if [[ -d $d ]]; then PYDIRS+=("$d"); fi
-    done
-}
 
-settle() {
-    sync
-    if [[ $CAN_DROP == 1 ]]; then
-        echo 3 >/proc/sys/vm/drop_caches
-    fi
-}
 
 # warm_inputs TOOL DEST: re-read what a warm re-fetch reads: the program, the
 # source registry's storage, the destination's metadata (not the extracted
@@ -845,10 +831,6 @@ profile() {
     log "profiles in $dir (summary: $dir/top.txt; flame graphs: *.svg)"
 }
 
-# src_hash DIR: hash of podkit's Python sources under DIR
-src_hash() {
-    (cd "$1" && find libaci stage0 -name '*.py' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
-}
 
 snapshot_podkit() {
     ((SNAPSHOT)) || { SRC_DESC="live tree $SRC_TOP, sources sha256 $(src_hash "$SRC_TOP")"; return; }

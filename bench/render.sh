@@ -60,6 +60,8 @@ SNAPSHOT=${SNAPSHOT:-1}
 PODKIT_BIN=${PODKIT_BIN:-$(dirname "$HERE")/.venv/bin}
 PY=/usr/bin/python3
 SRC_TOP=$(dirname "$HERE")
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 SRC_DIR=$SRC_TOP
 IMAGE_VERSION=1                  # bump when the image recipe changes
 CACHE=$BENCH_DIR/cache/scale-$SCALE
@@ -465,30 +467,8 @@ ensure_image() {
 # -----------------------------------------------------------------------------
 # measuring
 # -----------------------------------------------------------------------------
-CAN_DROP=0
-if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then CAN_DROP=1; fi
 
-# python3 -c 'import sys; print(sys.path)' (PYTHONPATH = the snapshot included)
-python_dirs() {
-    PYDIRS=()
-    local d
-    for d in $("$PODKIT_BIN/python3" -c 'import sys, os; print("\n".join(p for p in sys.path if os.path.isdir(p)))') \
-             "$SRC_DIR/libaci" "$SRC_DIR/stage0"; do
-        if [[ -d $d ]]; then PYDIRS+=("$d"); fi
-    done
-}
 
-# Before every run: the previous output is gone and written back, and the
-# page cache is dropped - for "warm" runs too, which then re-read their
-# inputs.  Without the drop every later run on this VM is 2-5x slower and
-# noisy, for umoci and podkit alike (page allocation after big deletes; see
-# README.md), so "warm" means "inputs cached", not "nothing dropped".
-settle() {
-    sync
-    if [[ $CAN_DROP == 1 ]]; then
-        echo 3 >/proc/sys/vm/drop_caches
-    fi
-}
 
 # warm_inputs TOOL [STORE]: read what TOOL reads into the page cache
 warm_inputs() {
@@ -604,10 +584,6 @@ sweep() {
     rm -rf "$WORK/out-dir" "$WORK/fresh-store"
 }
 
-# src_hash DIR: hash of podkit's Python sources under DIR
-src_hash() {
-    (cd "$1" && find libaci stage0 -name '*.py' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
-}
 
 # Measure a copy of the working tree taken now: the tree may be edited (or
 # committed to) while the benchmark runs, and one run must not mix versions.
@@ -622,7 +598,7 @@ snapshot_podkit() {
     find "$snap" -name __pycache__ -prune -exec rm -rf {} +
     "$PODKIT_BIN/python3" -m compileall -q "$snap" >/dev/null
     export PYTHONPATH=$snap
-    got=$("$PODKIT_BIN/python3" -c 'import libaci, stage0.cli; print(libaci.__file__)')
+    got=$(cd / && "$PODKIT_BIN/python3" -c 'import libaci, stage0.cli; print(libaci.__file__)')
     [[ $got == "$snap/libaci/__init__.py" ]] || die "snapshot not used (libaci from $got)"
     SRC_DIR=$snap
     local dirty=""
