@@ -17,7 +17,13 @@ from libaci import mediatypes as mt
 from libaci import names as naming
 from libaci.compress import detect
 from libaci.digest import Digest
-from libaci.errors import ImageError, InvalidReferenceError, NotFoundError, UsageError
+from libaci.errors import (
+    ImageError,
+    InvalidReferenceError,
+    NotFoundError,
+    PodkitError,
+    UsageError,
+)
 from libaci.oci import Descriptor, dumps
 from libaci.schema import validate
 from libaci.sources import Fetched, FetchOptions
@@ -81,6 +87,15 @@ class DockerArchive:
         return doc  # type: ignore[no-any-return]
 
 
+def _diff_ids(config_raw: bytes) -> list[Digest]:
+    """The config's diff IDs, or [] when it has none that parse (the import says why)."""
+    try:
+        ids = json.loads(config_raw)["rootfs"]["diff_ids"]
+        return [Digest.parse(x) for x in ids]
+    except (ValueError, KeyError, TypeError, PodkitError):
+        return []
+
+
 class _Member:
     """``size`` bytes of an open file from its current position; closes the file."""
 
@@ -135,12 +150,18 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
         blobs: dict[Digest, tuple[str, int]] = {}
         config_digest = Digest.of_bytes(config_raw)
         layers = []
-        for name in entry["Layers"]:
+        diff_ids = _diff_ids(config_raw)
+        for i, name in enumerate(entry["Layers"]):
             m = arch.member(name)
-            f = arch.tf.extractfile(m)
-            assert f is not None
-            kind = detect(f.read(8))
-            digest, _ = Digest.of_stream(arch.tf.extractfile(m))  # type: ignore[arg-type]
+            with arch.open_member(name) as f:
+                kind = detect(f.read(8))
+            if kind == "none" and i < len(diff_ids):
+                # an uncompressed layer's digest is its diff ID: no need to read it
+                # twice, as the copy into the store verifies it anyway
+                digest = diff_ids[i]
+            else:
+                with arch.open_member(name) as f:
+                    digest, _ = Digest.of_stream(f)
             blobs[digest] = (name, m.size)
             layers.append({"mediaType": _LAYER_TYPE.get(kind, mt.OCI_LAYER),
                            "digest": str(digest), "size": m.size})

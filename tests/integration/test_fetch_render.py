@@ -201,8 +201,8 @@ def test_docker_schema2_manifests_and_lists(podkit, images, tmp_path):
     assert arm == fetch(podkit, f"oci:{lay}:d-tiny")
 
 
-def test_docker_archive_layers_read_in_parallel(podkit, tmp_path):
-    """Several layers of one archive are copied at once; each needs its own file handle."""
+def _docker_save(path, n: int, size: int, *, lie: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """A docker-save archive of ``n`` uncompressed layers (``lie``: a wrong first diff ID)."""
     import hashlib
     import io
     import random
@@ -210,30 +210,44 @@ def test_docker_archive_layers_read_in_parallel(podkit, tmp_path):
 
     rng = random.Random(7)
     layers, diff_ids = [], []
-    for i in range(6):
+    for i in range(n):
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tf:
-            data = rng.randbytes(2 << 20)
+            data = rng.randbytes(size)
             ti = tarfile.TarInfo(f"layer{i}.bin")
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
         raw = buf.getvalue()
         layers.append(raw)
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+    names = [f"{d[7:]}.tar" for d in diff_ids]
+    if lie:
+        diff_ids[0] = "sha256:" + "1" * 64
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    archive = tmp_path / "six.tar"
-    with tarfile.open(archive, "w") as tf:
+    with tarfile.open(path, "w") as tf:
         def add(name: str, data: bytes) -> None:
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
         add("config.json", config)
-        for d, raw in zip(diff_ids, layers, strict=True):
-            add(f"{d[7:]}.tar", raw)
+        for name, raw in zip(names, layers, strict=True):
+            add(name, raw)
         add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["six:1"],
-                                          "Layers": [f"{d[7:]}.tar" for d in diff_ids]}]).encode())
+                                          "Layers": names}]).encode())
+
+
+def test_docker_archive_layers_read_in_parallel(podkit, tmp_path):
+    """Several layers of one archive are copied at once; each needs its own file handle."""
+    archive = tmp_path / "six.tar"
+    _docker_save(archive, 6, 2 << 20)
     image_id = fetch(podkit, f"docker-archive:{archive}")
     podkit.ok("render", image_id, str(tmp_path / "r"))
     for i in range(6):
         assert (tmp_path / "r" / f"layer{i}.bin").stat().st_size == 2 << 20
+
+
+def test_docker_archive_with_a_false_diff_id_is_refused(podkit, tmp_path):
+    archive = tmp_path / "lie.tar"
+    _docker_save(archive, 2, 4096, lie=True)
+    podkit.fail("fetch", f"docker-archive:{archive}", status=3, match="digest mismatch")
