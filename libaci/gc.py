@@ -12,6 +12,7 @@ never leaves a half-removed layer that looks complete.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 
@@ -43,8 +44,6 @@ def pod_images(store: Store) -> set[str]:
         states = os.listdir(pods)
     except FileNotFoundError:
         return ids
-    import json
-
     for state in states:
         try:
             uuids = os.listdir(os.path.join(pods, state))

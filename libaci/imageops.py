@@ -11,6 +11,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ from typing import BinaryIO
 
 from libaci import mediatypes as mt
 from libaci.compress import open_decompressed
+from libaci.digest import chain_ids
 from libaci.errors import ConflictError, NotFoundError, StoreError, UsageError
-from libaci.fsutil import fsync_dir, rmtree, try_flock
+from libaci.fsutil import atomic_write, flocked, fsync_dir, rmtree, try_flock
 from libaci.oci import Descriptor, dumps
 from libaci.render import RenderStats, render
 from libaci.store import REF_NAME, ImageRecord, Store
@@ -158,8 +160,6 @@ def export_oci_archive(store: Store, rec: ImageRecord, out: BinaryIO, ref: str |
 
 def export_oci_dir(store: Store, rec: ImageRecord, path: str, ref: str | None) -> None:
     """Add the image to an OCI layout directory (created if missing)."""
-    from libaci.fsutil import atomic_write, flocked
-
     os.makedirs(path, exist_ok=True)
     if not os.path.exists(os.path.join(path, "oci-layout")):
         atomic_write(os.path.join(path, "oci-layout"), b'{"imageLayoutVersion": "1.0.0"}')
@@ -171,8 +171,6 @@ def export_oci_dir(store: Store, rec: ImageRecord, path: str, ref: str | None) -
             if os.path.exists(final):
                 continue
             with store.open_blob(desc.digest) as src, open(final + ".tmp", "wb") as dst:
-                import shutil
-
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())
@@ -195,8 +193,6 @@ def export_oci_dir(store: Store, rec: ImageRecord, path: str, ref: str | None) -
 
 def export_docker_archive(store: Store, rec: ImageRecord, out: BinaryIO, ref: str | None) -> None:
     """``docker save`` format: uncompressed layers named by diff ID."""
-    from libaci.digest import chain_ids
-
     m = store.manifest(rec.descriptor.digest)
     config = store.config(m)
     cfg_name = f"{m.config.digest.encoded}.json"
@@ -223,24 +219,19 @@ def export_docker_archive(store: Store, rec: ImageRecord, out: BinaryIO, ref: st
 
 def export_aci(store: Store, rec: ImageRecord, out: BinaryIO, staging_dir: str) -> None:
     from libaci.aci import write_aci
-    from libaci.appc_convert import manifest_from_oci_config
+    from libaci.appc_convert import manifest_from_oci_config, sanitize_ac_identifier
+    from libaci.catalog import split_name
 
     if rec.is_aci:
         with store.open_blob(rec.descriptor.digest) as f:
-            import shutil
-
             shutil.copyfileobj(f, out, 1 << 20)
         return
-    from libaci.catalog import split_name
-
     m = store.manifest(rec.descriptor.digest)
     config = store.config(m)
     if rec.names:
         repo, tag = split_name(rec.names[0], aci=False)
     else:
         repo, tag = f"localhost/{rec.descriptor.digest.encoded[:12]}", "latest"
-    from libaci.appc_convert import sanitize_ac_identifier
-
     manifest = manifest_from_oci_config(sanitize_ac_identifier(repo),
                                         None if tag == "<none>" else tag, config.doc)
     rootfs = os.path.join(staging_dir, "rootfs")

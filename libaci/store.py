@@ -21,15 +21,17 @@ directories (whose flock nobody holds) are removed by the next writer.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import attrs
 
 from libaci import mediatypes as mt
-from libaci.digest import CHUNK, Digest, Hasher, verify
+from libaci.digest import CHUNK, Digest, Hasher, chain_ids, verify
 from libaci.errors import AmbiguousError, ManifestError, NotFoundError, StoreError
 from libaci.fsutil import atomic_write, flocked, fsync_dir, rmtree, try_flock
 from libaci.oci import Descriptor, ImageConfig, Index, Manifest, dumps, parse_config, parse_document
@@ -341,8 +343,6 @@ class Store:
 
     def image_layers(self, rec: ImageRecord) -> list[LayerInfo]:
         """The extracted layers of an image, bottom first; NotFoundError if one is missing."""
-        from libaci.digest import chain_ids
-
         if rec.is_aci:
             chains = [rec.descriptor.digest]
         else:
@@ -387,8 +387,6 @@ class Store:
 
 
 def _age(path: str) -> float:
-    import time
-
     try:
         return time.time() - os.lstat(path).st_mtime
     except OSError:
@@ -479,8 +477,6 @@ class Staging:
 
     def put_bytes(self, data: bytes, *, expected: Digest | None = None,
                   what: str = "blob") -> Digest:
-        import io
-
         digest, _ = self.put_stream(io.BytesIO(data), expected=expected,
                                     size=len(data) if expected is not None else None, what=what)
         return digest
