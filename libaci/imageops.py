@@ -99,8 +99,8 @@ def _remove_stale(parent: str, prefix: str) -> None:
 def render_image(store: Store, rec: ImageRecord, dest: str, *,
                  overwrite: bool = False) -> RenderStats:
     """The image's flattened rootfs, written to ``dest``."""
-    layers, markers = store.render_layers(rec)
     with _replacing(dest, overwrite, directory=True) as tmp:
+        layers, markers = store.render_layers(rec)
         return render(layers, tmp, markers=markers)
 
 
@@ -197,13 +197,12 @@ def export_docker_archive(store: Store, rec: ImageRecord, out: BinaryIO, ref: st
     config = store.config(m)
     cfg_name = f"{m.config.digest.encoded}.json"
     layer_names = []
+    extracted = {x.chain_id: x for x in store.extract_layers(rec)}  # uncompressed sizes
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         _add_bytes(tf, cfg_name, config.raw)
         for desc, diff, chain in zip(m.layers, config.diff_ids, chain_ids(config.diff_ids),
                                      strict=True):
-            info = store.layer_info(chain)
-            if info is None:
-                raise NotFoundError(f"layer {chain} is not extracted (fetch the image again)")
+            info = extracted[chain]
             name = f"{diff.encoded}/layer.tar"
             if name in layer_names:
                 continue

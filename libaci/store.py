@@ -25,7 +25,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import attrs
@@ -356,9 +356,38 @@ class Store:
             out.append(info)
         return out
 
+    def missing_layers(self, rec: ImageRecord) -> list[Digest]:
+        """Chain IDs of the image's layers not extracted yet."""
+        if rec.is_aci:
+            chains = [rec.descriptor.digest]
+        else:
+            chains = chain_ids(self.config(self.manifest(rec.descriptor.digest)).diff_ids)
+        return [c for c in chains if self.layer_info(c) is None]
+
+    def extract_layers(self, rec: ImageRecord) -> list[LayerInfo]:
+        """The image's layers, extracting on first use those not extracted yet.
+
+        Fetching only stores blobs, as ``skopeo copy`` does; a layer is
+        decompressed, checked against its diff ID and extracted in overlay form
+        the first time something needs its files (render, run, export), then
+        shared by every image that has it.  Writers of one image serialize on a
+        lock, so two first runs do the work once.
+        """
+        if not self.missing_layers(rec):
+            return self.image_layers(rec)
+        if rec.is_aci:
+            raise NotFoundError(f"the rootfs of ACI {rec.short_id} is missing "
+                                f"(fetch the image again)")
+        manifest = self.manifest(rec.descriptor.digest)
+        with flocked(self.lock_path(f"extract-{rec.descriptor.digest.encoded}.lock")), \
+                self.writing() as staging:
+            staging.extract(manifest, self.config(manifest).diff_ids)
+            staging.commit(None, [])
+        return self.image_layers(rec)
+
     def render_layers(self, rec: ImageRecord) -> tuple[list[str], frozenset[str]]:
         """The image's layer roots (bottom first) and those with marker whiteouts."""
-        layers = self.image_layers(rec)
+        layers = self.extract_layers(rec)
         return [x.path for x in layers], frozenset(x.path for x in layers
                                                    if x.whiteouts == "marker")
 
@@ -380,9 +409,18 @@ class Store:
             atomic_write(self.path("cache", name), json.dumps(doc).encode(), mode=0o600)
 
     def image_size(self, rec: ImageRecord) -> int:
+        """Bytes of the image's layers: extracted size, else the compressed blob's."""
         try:
-            return sum(x.size for x in self.image_layers(rec))
-        except (NotFoundError, ManifestError):
+            if rec.is_aci:
+                return sum(x.size for x in self.image_layers(rec))
+            manifest = self.manifest(rec.descriptor.digest)
+            chains = chain_ids(self.config(manifest).diff_ids)
+            total = 0
+            for desc, chain in zip(manifest.layers, chains, strict=False):
+                info = self.layer_info(chain)
+                total += info.size if info is not None else desc.size
+            return total
+        except (NotFoundError, ManifestError, StoreError):
             return 0
 
 
@@ -480,6 +518,31 @@ class Staging:
         digest, _ = self.put_stream(io.BytesIO(data), expected=expected,
                                     size=len(data) if expected is not None else None, what=what)
         return digest
+
+    def extract(self, manifest: Manifest, diff_ids: list[Digest]) -> None:
+        """Extract the manifest's layers that the store lacks into this staging dir.
+
+        Blobs come from staging or the store; each layer is checked against its
+        diff ID; :meth:`commit` moves the layers into place.
+        """
+        from libaci.unpack import extract_all
+
+        chains = chain_ids(diff_ids)
+
+        def blob(desc: Descriptor) -> Callable[[], str]:
+            path = self.blob_path(desc.digest)
+            return lambda: path
+
+        def existing(i: int) -> str | None:
+            info = self.store.layer_info(chains[i])
+            return info.path if info is not None else None
+
+        jobs = [(blob(desc), os.path.join(self.dir, f"layer-{chain.encoded}"), diff)
+                for desc, diff, chain in zip(manifest.layers, diff_ids, chains, strict=True)]
+        extract_all(jobs, existing=existing)
+        for (_, dest, _), chain in zip(jobs, chains, strict=True):
+            if os.path.isdir(dest):
+                self.layers[chain] = dest
 
     def commit(self, desc: Descriptor | None, names: list[str]) -> None:
         """Move staged blobs and layers into the store, then publish the image."""

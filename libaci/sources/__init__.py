@@ -31,6 +31,7 @@ class FetchOptions:
     tls: Any = None
     credentials: Any = None
     pull_policy: str = "update"  # never | new | update, as rkt
+    extract: bool = False  # extract the layers now (before publishing), not at first use
 
     def say(self, msg: str) -> None:
         if self.progress is not None:

@@ -2,29 +2,30 @@
 
 Shared by the oci:, oci-archive: and docker-archive: sources (and later the
 registry): the provider opens blobs; this module verifies every byte against
-its descriptor, picks the platform from an index, stages config and layers,
-extracts the layers and publishes the image only when all of it checked out.
+its descriptor, picks the platform from an index, stages config and layers
+(several at once) and publishes the image only when all of it checked out.
+Layers are extracted later, on first use (:meth:`Store.extract_layers`).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from libaci import mediatypes as mt
-from libaci.digest import Digest, chain_ids, verify
+from libaci.digest import Digest, verify
 from libaci.errors import ImageError, ManifestError
 from libaci.oci import Descriptor, Index, Manifest, parse_config, parse_document
 from libaci.platform import select
 from libaci.sources import Fetched, FetchOptions
 from libaci.store import ANN_CREATED, ANN_INDEX, ANN_SOURCE, Staging
-from libaci.unpack import extract_all
 
 MAX_MANIFEST = 4 << 20
 MAX_CONFIG = 32 << 20
+DOWNLOADS = 4  # layers fetched at once, as skopeo and docker pull do
 Opener = Callable[[Descriptor], BinaryIO]
 
 
@@ -65,7 +66,7 @@ def copy_layer(staging: Staging, opener: Opener, layer: Descriptor,
 
 def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: list[str],
                     options: FetchOptions, source: str) -> Fetched:
-    """Stage, verify, extract and publish the image that ``desc`` points to."""
+    """Stage, verify and publish the image that ``desc`` points to."""
     remote = opener
 
     def opener(d: Descriptor) -> BinaryIO:  # what the store has is not asked for again
@@ -74,7 +75,6 @@ def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: l
         return remote(d)
 
     mdesc, manifest, index_desc = resolve_manifest(opener, desc, options)
-    store = staging.store
     config_raw = read_verified(opener, manifest.config, MAX_CONFIG, "config")
     if manifest.config.media_type not in mt.CONFIG_TYPES:
         raise ImageError(f"not a container image: config media type "
@@ -90,32 +90,18 @@ def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: l
     staging.put_bytes(config_raw, expected=manifest.config.digest, what="config")
     staging.put_bytes(manifest.raw, expected=mdesc.digest, what="manifest")
 
-    chains = chain_ids(diff_ids)
     fetching: dict[Digest, threading.Lock] = {d.digest: threading.Lock() for d in manifest.layers}
 
-    def getter(layer: Descriptor) -> Callable[[], str]:
-        def get() -> str:
-            with fetching[layer.digest]:  # an image may list one blob twice
-                if staging.has_blob(layer.digest):
-                    options.say(f"{layer.digest.encoded[:12]}: Already exists")
-                else:
-                    copy_layer(staging, opener, layer, options)
-            return staging.blob_path(layer.digest)
-        return get
+    def get(layer: Descriptor) -> None:
+        with fetching[layer.digest]:  # an image may list one blob twice
+            if staging.has_blob(layer.digest):
+                options.say(f"{layer.digest.encoded[:12]}: Already exists")
+            else:
+                copy_layer(staging, opener, layer, options)
 
-    jobs = []
-    for layer, diff_id, chain in zip(manifest.layers, diff_ids, chains, strict=True):
-        dest = os.path.join(staging.dir, f"layer-{chain.encoded}")
-        jobs.append((getter(layer), dest, diff_id))
-
-    def existing(i: int) -> str | None:
-        info = store.layer_info(chains[i])
-        return info.path if info is not None else None
-
-    extract_all(jobs, existing=existing)
-    for i, chain in enumerate(chains):
-        if existing(i) is None:
-            staging.layers[chain] = jobs[i][1]
+    parallel(get, manifest.layers, DOWNLOADS)
+    if options.extract:  # before the commit: a layer that fails leaves no image behind
+        staging.extract(manifest, diff_ids)
     annotations = {ANN_CREATED: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    ANN_SOURCE: source}
     if index_desc is not None:
@@ -124,3 +110,14 @@ def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: l
                      size=mdesc.size, annotations=annotations)
     staging.commit(top, names)
     return Fetched(str(mdesc.digest), tuple(names))
+
+
+def parallel(func: Callable[[Descriptor], None], items: list[Descriptor], workers: int) -> None:
+    """``func`` on every item, ``workers`` at a time; the first error is raised."""
+    if len(items) <= 1:
+        for item in items:
+            func(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as ex:
+        for fut in [ex.submit(func, item) for item in items]:
+            fut.result()

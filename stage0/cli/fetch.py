@@ -32,6 +32,9 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("--pull-policy", choices=("never", "new", "update"), default="update",
                    help="network sources: never (store only), new (fetch when missing), "
                         "update (check the registry or server; default)")
+    p.add_argument("--extract", action="store_true",
+                   help="extract the layers now (by default the first render or run does, "
+                        "once per layer)")
     common.add_registry_options(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress on stderr (progress shows only on a terminal anyway)")
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     tls, credentials = common.registry_settings(args)
     opts = FetchOptions(platform=wanted(args.os_name, args.arch, args.variant), name=args.name,
                         progress=common.progress_printer(PROG, args.quiet), tls=tls,
-                        credentials=credentials, pull_policy=args.pull_policy)
+                        credentials=credentials, pull_policy=args.pull_policy,
+                        extract=args.extract)
     for src in sources:
         result = fetch(store, src, opts)
         common.emit(result.image_id)

@@ -112,9 +112,15 @@ def test_fetch_hostile_layer_is_refused_and_named(podkit, images, store, seeded,
     (lay / "blobs/sha256" / mh).write_bytes(mraw)
     (lay / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
         {"mediaType": manifest["mediaType"], "digest": f"sha256:{mh}", "size": len(mraw)}]}))
-    podkit.fail("fetch", f"oci:{lay}", status=1, match="../../escape")
+    podkit.fail("fetch", "--extract", f"oci:{lay}", status=1, match="../../escape")
     assert store_state(store) == seeded[1]
     assert not (tmp_path / "escape").exists()
+    # without --extract the blobs are stored; the first use refuses the layer
+    image_id = podkit.ok("fetch", f"oci:{lay}").strip()
+    before = store_state(store)
+    podkit.fail("render", image_id, str(tmp_path / "out"), status=1, match="../../escape")
+    assert store_state(store) == before
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("verb", "args", "status", "match"), [

@@ -29,7 +29,7 @@ def test_render_equals_umoci_unpack(podkit, images, tmp_path, tag):
 
 
 def test_render_content_of_multi(podkit, images, tmp_path):
-    fetch(podkit, f"oci:{images['layout']}:multi")
+    fetch(podkit, f"oci:{images['layout']}:multi", "--extract")
     root = tmp_path / "r"
     podkit.ok("render", "localhost/layout:multi", str(root))
     assert not (root / "data/a").exists()  # whiteout
@@ -57,9 +57,9 @@ def test_zstd_layers_render_like_the_gzip_image(podkit, images, tmp_path):
 
 
 def test_layers_are_shared_between_images(podkit, images, store):
-    fetch(podkit, f"oci:{images['layout']}:tiny")
-    fetch(podkit, f"oci:{images['layout']}:multi")
-    fetch(podkit, f"oci:{images['layout']}:multi-plain")
+    fetch(podkit, f"oci:{images['layout']}:tiny", "--extract")
+    fetch(podkit, f"oci:{images['layout']}:multi", "--extract")
+    fetch(podkit, f"oci:{images['layout']}:multi-plain", "--extract")
     # tiny's layer is multi's first layer; multi-plain has the same diff IDs as multi
     layers = os.listdir(os.path.join(store, "layers/sha256"))
     assert len(layers) == 3
@@ -69,7 +69,7 @@ def test_layers_are_shared_between_images(podkit, images, store):
 
 
 def test_whiteouts_are_stored_in_overlay_form(podkit, images, store):
-    image_id = fetch(podkit, f"oci:{images['layout']}:multi")
+    image_id = fetch(podkit, f"oci:{images['layout']}:multi", "--extract")
     doc = json.loads(podkit.ok("inspect", image_id))
     top = doc["Layers"][-1]["ChainID"].split(":")[1]
     root = os.path.join(store, "layers/sha256", top, "rootfs")
@@ -82,7 +82,7 @@ def test_whiteouts_are_stored_in_overlay_form(podkit, images, store):
 
 def test_overlay_mount_of_layers_equals_render(podkit, images, store, tmp_path):
     """The stored layers are a valid overlayfs lower stack (what pods will mount)."""
-    image_id = fetch(podkit, f"oci:{images['layout']}:multi")
+    image_id = fetch(podkit, f"oci:{images['layout']}:multi", "--extract")
     doc = json.loads(podkit.ok("inspect", image_id))
     lowers = [os.path.join(store, "layers/sha256", x["ChainID"].split(":")[1], "rootfs")
               for x in reversed(doc["Layers"])]

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import TOOLS, store_state
+from helpers import TOOLS, diff_trees, snapshot, store_state
 
 
 def staging_left(store: str) -> list[str]:
@@ -33,7 +33,7 @@ def test_skopeo_and_umoci_read_the_store(podkit, images, store):
 
 
 def test_exports_are_read_by_skopeo_and_umoci(podkit, images, tmp_path):
-    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    image_id = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     oa = tmp_path / "x.tar"
     assert podkit.ok("export", image_id, f"oci-archive:{oa}").strip() == image_id
     doc = json.loads(subprocess.run(["skopeo", "inspect", f"oci-archive:{oa}"],
@@ -139,12 +139,19 @@ def test_a_wrong_diff_id_is_refused(podkit, images, store, tmp_path):
     manifest["config"]["digest"], manifest["config"]["size"] = put(config)
     desc["digest"], desc["size"] = put(manifest)
     json.dump(idx, open(f"{bad}/index.json", "w"))
-    podkit.fail("fetch", f"oci:{bad}:tiny", status=3, match="diff ID")
+    podkit.fail("fetch", "--extract", f"oci:{bad}:tiny", status=3, match="diff ID")
     assert store_state(store) == {} or podkit.ok("images", "-q", "-a") == ""
+    # fetched without --extract, the first use finds it, and extracts nothing
+    image_id = podkit.ok("fetch", f"oci:{bad}:tiny").strip()
+    before = store_state(store)
+    podkit.fail("render", image_id, str(tmp_path / "out"), status=3, match="diff ID")
+    assert not (tmp_path / "out").exists()
+    assert store_state(store) == before
+    assert not os.path.exists(os.path.join(store, "layers/sha256"))
 
 
 def test_eight_simultaneous_fetches_store_each_blob_once(images, store):
-    cmd = [os.path.join(TOOLS, "podkit-fetch"), "--store", store,
+    cmd = [os.path.join(TOOLS, "podkit-fetch"), "--store", store, "--extract",
            f"oci:{images['layout']}:multi"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(8)]
@@ -158,6 +165,24 @@ def test_eight_simultaneous_fetches_store_each_blob_once(images, store):
     assert staging_left(store) == []
     idx = json.load(open(os.path.join(store, "index.json")))
     assert len(idx["manifests"]) == 1
+
+
+def test_layers_are_extracted_once_at_first_use(images, store, podkit, tmp_path):
+    """fetch stores blobs only; four renders at once extract each layer once."""
+    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    assert not os.path.exists(os.path.join(store, "layers/sha256"))
+    assert json.loads(podkit.ok("inspect", image_id))["Layers"][0]["Extracted"] is False
+    cmds = [[os.path.join(TOOLS, "podkit-render"), "--store", store, image_id,
+             str(tmp_path / f"r{i}")] for i in range(4)]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [(p.returncode, o[1]) for p, o in zip(procs, outs, strict=True) if p.returncode] == []
+    assert len(os.listdir(os.path.join(store, "layers/sha256"))) == 3
+    assert staging_left(store) == []
+    for i in range(1, 4):
+        assert diff_trees(snapshot(str(tmp_path / "r0")), snapshot(str(tmp_path / f"r{i}"))) == []
+    assert all(x["Extracted"] for x in json.loads(podkit.ok("inspect", image_id))["Layers"])
 
 
 def test_a_killed_fetch_leaves_no_partial_image(images, store, podkit):
@@ -174,12 +199,12 @@ def test_a_killed_fetch_leaves_no_partial_image(images, store, podkit):
             podkit.ok("rmi", listed[0])
     podkit.ok("gc")
     assert os.listdir(os.path.join(store, "tmp")) == []
-    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    image_id = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     assert podkit.ok("images", "-q", "--no-trunc").split() == [image_id]
 
 
 def test_images_table_quiet_and_json(podkit, images):
-    a = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    a = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     podkit.ok("fetch", f"oci:{images['layout']}:tiny", "--name", "busybox")
     podkit.ok("fetch", images["aci"])
     lines = podkit.ok("images").splitlines()
@@ -196,9 +221,9 @@ def test_images_table_quiet_and_json(podkit, images):
 
 
 def test_names_move_and_rmi_untags_then_deletes(podkit, images, store):
-    a = podkit.ok("fetch", f"oci:{images['layout']}:multi", "--name", "app:1").strip()
-    podkit.ok("fetch", f"oci:{images['layout']}:multi", "--name", "app:2")
-    b = podkit.ok("fetch", f"oci:{images['layout']}:tiny", "--name", "app:1").strip()
+    a = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi", "--name", "app:1").strip()
+    podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi", "--name", "app:2")
+    b = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:tiny", "--name", "app:1").strip()
     assert json.loads(podkit.ok("inspect", "app:1"))["Id"] == b  # the name moved
     assert json.loads(podkit.ok("inspect", "app:2"))["Id"] == a
     r = podkit("rmi", "app:2")
@@ -211,7 +236,7 @@ def test_names_move_and_rmi_untags_then_deletes(podkit, images, store):
 
 
 def test_gc_removes_unreferenced_blobs_and_layers(podkit, images, store):
-    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    image_id = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     podkit.ok("rmi", "--no-prune", image_id)
     out = podkit.ok("gc", "--dry-run")
     assert out.count("blob ") == 5 and out.count("layer ") == 3
@@ -222,7 +247,7 @@ def test_gc_removes_unreferenced_blobs_and_layers(podkit, images, store):
 
 
 def test_id_prefixes_and_ambiguity(podkit, images):
-    a = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    a = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     assert json.loads(podkit.ok("inspect", a[7:19]))["Id"] == a
     assert json.loads(podkit.ok("inspect", "sha256:" + a[7:13]))["Id"] == a
     podkit.fail("inspect", "ffffffffffff", status=4)
@@ -254,7 +279,7 @@ def test_ids_chain_through_stdin(podkit, images):
 
 
 def test_a_killed_render_leaves_nothing_and_is_cleaned_up(podkit, images, tmp_path):
-    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    image_id = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     dest = tmp_path / "out"
     cmd = [os.path.join(TOOLS, "podkit-render"), "--store", podkit.store, image_id, str(dest)]
     for delay in (0.05, 0.12, 0.2):
@@ -270,7 +295,7 @@ def test_a_killed_render_leaves_nothing_and_is_cleaned_up(podkit, images, tmp_pa
 
 
 def test_gc_and_rmi_keep_what_a_pod_uses(podkit, images, store):
-    image_id = podkit.ok("fetch", f"oci:{images['layout']}:multi").strip()
+    image_id = podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi").strip()
     pod = os.path.join(store, "pods/run/6f1b1a4e-0000-4000-8000-000000000001")
     os.makedirs(pod)
     with open(os.path.join(pod, "pod"), "w") as f:
@@ -291,7 +316,7 @@ def test_commands_on_a_stored_image_stay_lean(podkit, images, store, tmp_path, v
     """No jsonschema, requests, cryptography or zstandard once an image is in the store."""
     import sys
 
-    podkit.ok("fetch", f"oci:{images['layout']}:multi-zstd")
+    podkit.ok("fetch", "--extract", f"oci:{images['layout']}:multi-zstd")
     args = {"render": ["layout:multi-zstd", str(tmp_path / "r")], "images": [],
             "inspect": ["layout:multi-zstd"]}[verb]
     code = (f"import sys; sys.argv = ['podkit-{verb}', '--store', {store!r}, *{args!r}]\n"
@@ -335,7 +360,7 @@ def test_rootless_fetch_and_render_apply_whiteouts(images, world_tmp):
     layout = tmp_path / "layout"
     shutil.copytree(images["layout"], layout)
     os.system(f"chmod -R a+rX {layout}")
-    image_id = as_nobody("fetch", f"oci:{layout}:multi").strip()
+    image_id = as_nobody("fetch", "--extract", f"oci:{layout}:multi").strip()
     info = [json.loads(p.read_text()) for p in store.glob("layers/sha256/*/layer.json")]
     assert {i["whiteouts"] for i in info} == {"marker"}
     as_nobody("render", image_id, str(out))
