@@ -10,12 +10,12 @@ pushed digest is the image ID.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from libaci.digest import Digest
 from libaci.errors import UsageError
 from libaci.oci import Descriptor
+from libaci.progress import QUIET, CountingReader, Sink
 from libaci.reference import DockerReference
 from libaci.registry import blobcache
 from libaci.registry.client import Registry
@@ -25,7 +25,7 @@ PARALLEL = 4
 
 
 def push_image(store: Store, rec: ImageRecord, dest: DockerReference, reg: Registry,
-               say: Callable[[str], None] = lambda _: None) -> Digest:
+               progress: Sink = QUIET) -> Digest:
     if rec.is_aci:
         raise UsageError(f"{rec.id} is an appc image; registries take OCI and Docker images")
     if dest.digest and dest.digest != str(rec.descriptor.digest):
@@ -37,16 +37,18 @@ def push_image(store: Store, rec: ImageRecord, dest: DockerReference, reg: Regis
 
     def push_blob(desc: Descriptor) -> None:
         short = desc.digest.encoded[:12]
+        progress.item(short, "Preparing")
         if reg.blob_exists(repo, desc.digest, scope=f"repository:{repo}:pull,push"):
-            say(f"{short}: Layer already exists")
+            progress.item(short, "Layer already exists, skipping")
             return
         for source in blobcache.candidates(store, str(desc.digest), reg.host):
             if source != repo and reg.mount(repo, desc.digest, source):
-                say(f"{short}: Mounted from {source}")
+                progress.item(short, f"Mounted from {source}")
                 return
         with store.open_blob(desc.digest) as f:
-            reg.upload(repo, f, desc.digest, desc.size)
-        say(f"{short}: Pushed")
+            reg.upload(repo, CountingReader(f, progress, short, "Pushing", desc.size),
+                       desc.digest, desc.size)
+        progress.item(short, "Pushed")
 
     blobs = list({d.digest: d for d in [manifest.config, *manifest.layers]}.values())
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(blobs))) as ex:
@@ -55,5 +57,5 @@ def push_image(store: Store, rec: ImageRecord, dest: DockerReference, reg: Regis
     tag = dest.digest or dest.tag or "latest"
     digest = reg.put_manifest(repo, tag, manifest.raw, manifest.effective_media_type)
     blobcache.record(store, [str(d.digest) for d in blobs], location)
-    say(f"{tag}: digest: {digest} size: {len(manifest.raw)}")
+    progress.message(f"{tag}: digest: {digest} size: {len(manifest.raw)}")
     return digest

@@ -17,6 +17,7 @@ import attrs
 
 from libaci.errors import UsageError
 from libaci.platform import Wanted, host_platform
+from libaci.progress import QUIET, Sink
 from libaci.store import Store
 
 
@@ -24,7 +25,7 @@ from libaci.store import Store
 class FetchOptions:
     platform: Wanted = attrs.field(factory=host_platform)
     name: str | None = None
-    progress: Callable[[str], None] | None = None
+    progress: Sink = QUIET
     # registries: libaci.registry.client.TLSOptions and a credentials callback
     # (host, repository) -> Credential | None; typed loosely so that importing
     # this module does not import requests
@@ -34,8 +35,7 @@ class FetchOptions:
     extract: bool = False  # extract the layers now (before publishing), not at first use
 
     def say(self, msg: str) -> None:
-        if self.progress is not None:
-            self.progress(msg)
+        self.progress.message(msg)
 
 
 @attrs.frozen

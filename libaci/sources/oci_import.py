@@ -20,6 +20,7 @@ from libaci.digest import Digest, verify
 from libaci.errors import ImageError, ManifestError
 from libaci.oci import Descriptor, Index, Manifest, parse_config, parse_document
 from libaci.platform import select
+from libaci.progress import CountingReader
 from libaci.sources import Fetched, FetchOptions
 from libaci.store import ANN_CREATED, ANN_INDEX, ANN_SOURCE, Staging
 
@@ -58,10 +59,12 @@ def resolve_manifest(opener: Opener, desc: Descriptor, options: FetchOptions,
 def copy_layer(staging: Staging, opener: Opener, layer: Descriptor,
                options: FetchOptions) -> None:
     """Stream one layer into staging, verifying its size and digest as it goes."""
+    key = layer.digest.encoded[:12]
+    options.progress.item(key, "Downloading", 0, layer.size)
     with opener(layer) as f:
-        staging.put_stream(f, expected=layer.digest, size=layer.size,
-                           what=f"layer {layer.digest}")
-    options.say(f"{layer.digest.encoded[:12]}: Download complete ({layer.size} bytes)")
+        staging.put_stream(CountingReader(f, options.progress, key, "Downloading", layer.size),
+                           expected=layer.digest, size=layer.size, what=f"layer {layer.digest}")
+    options.progress.item(key, "Download complete")
 
 
 def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: list[str],
@@ -95,10 +98,12 @@ def import_manifest(staging: Staging, opener: Opener, desc: Descriptor, names: l
     def get(layer: Descriptor) -> None:
         with fetching[layer.digest]:  # an image may list one blob twice
             if staging.has_blob(layer.digest):
-                options.say(f"{layer.digest.encoded[:12]}: Already exists")
+                options.progress.item(layer.digest.encoded[:12], "Already exists")
             else:
                 copy_layer(staging, opener, layer, options)
 
+    for layer in manifest.layers:
+        options.progress.item(layer.digest.encoded[:12], "Waiting")
     parallel(get, manifest.layers, DOWNLOADS)
     if options.extract:  # before the commit: a layer that fails leaves no image behind
         staging.extract(manifest, diff_ids)

@@ -79,10 +79,26 @@ def warn(prog: str, msg: str) -> None:
     print(f"{prog}: {msg}", file=sys.stderr)
 
 
-def progress_printer(prog: str, quiet: bool) -> Callable[[str], None] | None:
-    if quiet or not sys.stderr.isatty():
-        return None
-    return lambda msg: print(msg, file=sys.stderr)
+def add_progress_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=("auto", "tty", "plain", "none"), default="auto",
+                   help="progress on stderr: auto (tty on a terminal, else none; default), "
+                        "tty (lines redrawn in place), plain (a line per state change), none")
+    p.add_argument("-q", "--quiet", dest="progress", action="store_const", const="none",
+                   help="no progress (same as --progress=none)")
+
+
+def progress_sink(args: argparse.Namespace) -> Any:
+    """The libaci.progress.Sink that ``--progress`` asks for."""
+    mode = args.progress
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() else "none"
+    if mode == "none":
+        from libaci.progress import QUIET
+
+        return QUIET
+    from stage0.progress import PlainProgress, TerminalProgress
+
+    return TerminalProgress(sys.stderr) if mode == "tty" else PlainProgress(sys.stderr)
 
 
 def main(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int | None],

@@ -36,8 +36,7 @@ def build() -> argparse.ArgumentParser:
                    help="extract the layers now (by default the first render or run does, "
                         "once per layer)")
     common.add_registry_options(p)
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress on stderr (progress shows only on a terminal anyway)")
+    common.add_progress_options(p)
     return p
 
 
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     store = common.store_of(args)
     tls, credentials = common.registry_settings(args)
     opts = FetchOptions(platform=wanted(args.os_name, args.arch, args.variant), name=args.name,
-                        progress=common.progress_printer(PROG, args.quiet), tls=tls,
+                        progress=common.progress_sink(args), tls=tls,
                         credentials=credentials, pull_policy=args.pull_policy,
                         extract=args.extract)
     for src in sources:

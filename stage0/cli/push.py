@@ -20,7 +20,7 @@ def build() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="docker://..., oci:DIR[:REF] or "
                                                 "oci-archive:FILE[:REF]")
     common.add_registry_options(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    common.add_progress_options(p)
     return p
 
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     store.require()
     ref = common.words_or_stdin([args.ref])[0]
     rec = store.resolve(ref)
-    say = common.progress_printer(PROG, args.quiet) or (lambda _: None)
+    progress = common.progress_sink(args)
     if not args.dest.startswith("docker://"):
         from libaci.imageops import export_image, parse_destination
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     dest = parse_docker_reference(args.dest[len("docker://"):])
     tls, credentials = common.registry_settings(args)
     reg = Registry(api_host(dest.domain), tls=tls, credentials=credentials)
-    digest = push_image(store, rec, dest, reg, say)
+    digest = push_image(store, rec, dest, reg, progress)
     common.emit(str(digest))
     return 0
 
