@@ -10,6 +10,9 @@ carried to another host), refused connections and 429/5xx answers are retried
 with backoff, statuses map to the error classes (404 not found, 401/403 auth,
 others fetch errors), and bodies are streamed, never read whole, with
 transport errors raised as one-line :class:`~libaci.errors.FetchError`.
+
+The wire work is :mod:`libaci.transport`'s (the same pooled http.client
+connections as the registry client), with one TLS context per host.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
 from libaci.errors import AuthError, FetchError, NotFoundError, UsageError
 from libaci.registry.client import (
     _TRANSPORT_ERRORS,
@@ -30,8 +31,9 @@ from libaci.registry.client import (
     RETRY_STATUS,
     TLSOptions,
     _short,
-    http_session,
+    http_transport,
 )
+from libaci.transport import Response, TLSError, TransportError
 
 MAX_REDIRECTS = 10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -74,7 +76,7 @@ def _host(parts: urllib.parse.SplitResult) -> str:
 
 
 class HttpClient:
-    """GETs with podkit's TLS settings; one session per host, for one command."""
+    """GETs with podkit's TLS settings (each host its own), for one command."""
 
     def __init__(self, tls: TLSOptions | None = None, *,
                  credentials: Credentials | None = None,
@@ -82,18 +84,10 @@ class HttpClient:
         self.tls = tls or TLSOptions()
         self.max_redirects = max_redirects
         self._credentials = credentials
-        self._sessions: dict[str, requests.Session] = {}
-
-    def _session(self, host: str) -> requests.Session:
-        s = self._sessions.get(host)
-        if s is None:
-            s = self._sessions[host] = http_session(host, self.tls)
-        return s
+        self._transport = http_transport(self.tls)
 
     def close(self) -> None:
-        for s in self._sessions.values():
-            s.close()
-        self._sessions.clear()
+        self._transport.close()
 
     def __enter__(self) -> HttpClient:
         return self
@@ -102,7 +96,7 @@ class HttpClient:
         self.close()
 
     def get(self, url: str, *, headers: dict[str, str] | None = None,
-            ok: tuple[int, ...] = (200,), what: str = "") -> requests.Response:
+            ok: tuple[int, ...] = (200,), what: str = "") -> Response:
         """GET ``url`` streamed, following redirects; the answer's status is in ``ok``.
 
         ``response.url`` is the URL that answered.  The caller closes the response.
@@ -120,20 +114,20 @@ class HttpClient:
         raise FetchError(f"{what}: too many redirects (more than {self.max_redirects}; a loop?)")
 
     def _get_one(self, url: str, headers: dict[str, str], ok: tuple[int, ...],
-                 what: str) -> requests.Response:
+                 what: str) -> Response:
         parts = check_url(url, self.tls)
         host = _host(parts)
-        session = self._session(host)
         auth: dict[str, str] = {}
         tries = connects = 0
         while True:
             try:
-                resp = session.get(url, headers={**headers, **auth}, stream=True,
-                                   allow_redirects=False, timeout=TIMEOUT)
-            except requests.exceptions.SSLError as e:
+                resp = self._transport.request("GET", url, headers={**headers, **auth},
+                                               follow_redirects=False, timeout=TIMEOUT,
+                                               decode=True)
+            except TLSError as e:
                 raise FetchError(f"{host}: TLS verification failed ({_short(e)}; give the CA "
                                  "with --cert-dir, or --insecure-options=tls)") from None
-            except requests.RequestException as e:
+            except TransportError as e:
                 connects += 1
                 if connects < CONNECT_ATTEMPTS:
                     time.sleep(BACKOFF[connects - 1])
@@ -159,7 +153,7 @@ class HttpClient:
             resp.close()
             _raise_for(code, resp.reason, what, bool(auth))
 
-    def _basic_auth(self, resp: requests.Response, parts: urllib.parse.SplitResult,
+    def _basic_auth(self, resp: Response, parts: urllib.parse.SplitResult,
                     host: str) -> dict[str, str]:
         """Credentials for a Basic challenge, over HTTPS only (never in clear text)."""
         challenge = resp.headers.get("WWW-Authenticate", "")
@@ -191,15 +185,14 @@ class Body:
     Transport errors and a body shorter than its Content-Length become FetchError.
     """
 
-    def __init__(self, resp: requests.Response, what: str) -> None:
+    def __init__(self, resp: Response, what: str) -> None:
         self._resp = resp
         self._what = what
         self.size = 0  # bytes read so far (decoded)
 
     def read(self, n: int = -1) -> bytes:
         try:
-            data = self._resp.raw.read(None if n is None or n < 0 else n,
-                                       decode_content=True)
+            data = self._resp.read(-1 if n is None or n < 0 else n)
         except _TRANSPORT_ERRORS as e:
             raise FetchError(f"{self._what}: download broke off after {self.size} bytes "
                              f"({_short(e)})") from None
@@ -210,7 +203,7 @@ class Body:
         self._resp.close()
 
 
-def read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
+def read_capped(resp: Response, limit: int, what: str) -> bytes:
     """The whole body of a small document; FetchError when it is over ``limit`` bytes."""
     body = Body(resp, what)
     out = bytearray()

@@ -8,6 +8,11 @@ backoff on refused connections and 5xx answers, a redirect limit, size caps
 on documents, and resumable blob downloads (``Range``).  Credentials are
 asked for through a callback, so they never pass through arguments, logs or
 the store, and error messages never contain them.
+
+HTTP itself goes through :mod:`libaci.transport` (http.client and ssl, pooled
+keep-alive connections shared by the threads of one command), not requests:
+this module is imported by every command that talks to a registry, and
+requests alone costs tens of milliseconds and megabytes there.
 """
 
 from __future__ import annotations
@@ -23,13 +28,10 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import attrs
-import requests
-import requests.adapters
-import urllib3.exceptions
 
 from libaci import mediatypes as mt
 from libaci.digest import Digest
@@ -43,6 +45,15 @@ from libaci.errors import (
 )
 from libaci.oci import Descriptor
 from libaci.registry.credentials import Credential
+from libaci.transport import (
+    BLOCK,
+    ConnectError,
+    Response,
+    TLSError,
+    TooManyRedirects,
+    Transport,
+    TransportError,
+)
 
 ACCEPT_MANIFESTS = ", ".join([mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_LIST])
 MAX_MANIFEST = 4 << 20
@@ -52,6 +63,12 @@ BACKOFF = (0.2, 0.6, 1.5, 3.0)  # between tries after a 5xx or 429
 CONNECT_ATTEMPTS = 3  # a refused connection is rarely transient: fail within a second
 CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 DOCKER_HUB = "registry-1.docker.io"
+MAX_REDIRECTS = 10
+TIMEOUT = (10, 120)  # connect, read
+# what requests sent with every request (bodies that come content-encoded are decoded,
+# except blobs, which are asked for as they are stored)
+DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
+                   "Accept": "*/*", "Connection": "keep-alive"}
 
 CredentialSource = Callable[[str, str | None], Credential | None]
 
@@ -82,28 +99,24 @@ def api_host(domain: str) -> str:
     return DOCKER_HUB if domain in ("docker.io", "index.docker.io") else domain
 
 
-SEND_BLOCK = 1 << 20  # urllib3 sends bodies in 16 KiB blocks by default: a call each
+SEND_BLOCK = BLOCK  # uploads go out in 1 MiB blocks (urllib3 sent 16 KiB ones)
 
 
-class _Adapter(requests.adapters.HTTPAdapter):
-    """Large send blocks for uploads, and (for https) podkit's own TLS context."""
-
-    def __init__(self, context: ssl.SSLContext | None = None, **kw: Any) -> None:
-        self._ctx = context
-        super().__init__(**kw)
-
-    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
-        if self._ctx is not None:
-            kw["ssl_context"] = self._ctx
-        kw["blocksize"] = SEND_BLOCK
-        super().init_poolmanager(*args, **kw)
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, verify, cert)
-        if self._ctx is not None:
-            conn.ssl_context = self._ctx
+def _cert_dirs(host: str, tls: TLSOptions) -> list[str]:
+    return [tls.cert_dir] if tls.cert_dir else [os.path.join(d, host) for d in CERT_DIRS]
 
 
+def _load_client_certs(ctx: ssl.SSLContext, dirs: list[str]) -> None:
+    """``NAME.cert`` + ``NAME.key`` pairs in the cert dirs: client certificates."""
+    for d in dirs:
+        for cert in sorted(glob.glob(os.path.join(d, "*.cert"))):
+            key = cert[:-5] + ".key"
+            if os.path.exists(key):
+                try:
+                    ctx.load_cert_chain(cert, key)
+                except (OSError, ssl.SSLError) as e:
+                    raise UsageError(f"cannot load the client certificate {cert}: "
+                                     f"{e}") from None
 
 
 def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
@@ -112,14 +125,11 @@ def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    dirs = [tls.cert_dir] if tls.cert_dir else [os.path.join(d, host) for d in CERT_DIRS]
+    dirs = _cert_dirs(host, tls)
     files = [tls.ca_file] if tls.ca_file else []
     for d in dirs:
         files += sorted(glob.glob(os.path.join(d, "*.crt")))
-        for cert in sorted(glob.glob(os.path.join(d, "*.cert"))):
-            key = cert[:-5] + ".key"
-            if os.path.exists(key):
-                ctx.load_cert_chain(cert, key)
+    _load_client_certs(ctx, dirs)
     for f in files:
         try:
             ctx.load_verify_locations(cafile=f)
@@ -128,19 +138,32 @@ def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
     return ctx
 
 
-def http_session(host: str, tls: TLSOptions) -> requests.Session:
-    """A session for plain HTTP(S) GETs to ``host`` (ACI URLs, appc discovery).
+def _probe_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
+    """Only to learn whether ``host`` speaks TLS at all, so: no verification and no CA
+    bundle (loading the system's costs ~20 ms and ~3 MB, for nothing when the answer
+    is plain HTTP); client certificates as configured, for servers that demand one."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if not tls.insecure_tls:
+        _load_client_certs(ctx, _cert_dirs(host, tls))
+    return ctx
+
+
+def http_session(host: str, tls: TLSOptions) -> Transport:
+    """A transport for plain HTTP(S) GETs to ``host`` (ACI URLs, appc discovery).
 
     TLS as for registries (system CAs plus certs.d or --cert-dir, the insecure
     ``tls`` switch), podkit's User-Agent, no proxy from the environment.
-    Redirects are left to the caller (``allow_redirects=False``), who checks each hop.
+    Callers that check each hop pass ``follow_redirects=False``.
     """
-    s = requests.Session()
-    s.headers["User-Agent"] = USER_AGENT
-    s.trust_env = False
-    s.verify = not tls.insecure_tls
-    s.mount("https://", _Adapter(_ssl_context(host, tls), pool_maxsize=4))
-    return s
+    return Transport(_ssl_context(host, tls), headers=DEFAULT_HEADERS, pool_size=4)
+
+
+def http_transport(tls: TLSOptions, *, pool_size: int = 4) -> Transport:
+    """A transport for any host, each ``https`` host with its own TLS context."""
+    return Transport(lambda host: _ssl_context(host, tls), headers=DEFAULT_HEADERS,
+                     pool_size=pool_size)
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -149,13 +172,13 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def _registry_error(resp: requests.Response) -> str:
+def _registry_error(resp: Response) -> str:
     try:
         errors = resp.json().get("errors") or []
         if errors:
             e = errors[0]
             return f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TransportError):
         pass
     return resp.reason or f"HTTP {resp.status_code}"
 
@@ -172,24 +195,24 @@ class Registry:
         self._basic: str | None = None
         self._lock = threading.Lock()
         self._scheme_lock = threading.Lock()
-        self._local = threading.local()
-        self._ctx = _ssl_context(host, self.tls)
+        self._ctx_lock = threading.Lock()
+        self._ctx: ssl.SSLContext | None = None  # made at the first TLS connection
+        # one pool for all threads; no proxy (loopback registries must not go through one)
+        self._transport = Transport(self._context, headers=DEFAULT_HEADERS,
+                                    max_redirects=MAX_REDIRECTS, pool_size=8)
         self.base = f"https://{host}"
         self._scheme_checked = False
 
-    # -- sessions ----------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.max_redirects = 10
-            s.headers["User-Agent"] = USER_AGENT
-            s.trust_env = False  # loopback registries must not go through a proxy
-            s.verify = not self.tls.insecure_tls  # the adapter's context holds the CAs
-            s.mount("https://", _Adapter(self._ctx, pool_maxsize=8))
-            s.mount("http://", _Adapter(None, pool_maxsize=8))
-            self._local.session = s
-        return s
+    def close(self) -> None:
+        """Close idle connections (optional: they also go with the object)."""
+        self._transport.close()
+
+    def _context(self, netloc: str) -> ssl.SSLContext:
+        """This registry's TLS settings, for it and for any host it redirects to."""
+        with self._ctx_lock:  # not _lock: that one is held while fetching a token
+            if self._ctx is None:
+                self._ctx = _ssl_context(self.host, self.tls)
+            return self._ctx
 
     def _pick_scheme(self) -> None:
         """HTTPS, or HTTP for loopback hosts (as Docker does) and --insecure-options=http."""
@@ -199,14 +222,23 @@ class Registry:
             if self._scheme_checked:
                 return
             if self.tls.allow_http or is_loopback(self.host):
+                # whether it speaks TLS at all; a certificate that does not verify
+                # is reported by the real request (this connection is not kept)
+                probe = Transport(_probe_context(self.host, self.tls), headers=DEFAULT_HEADERS,
+                                  max_redirects=0)
                 try:
-                    self._session().get(f"https://{self.host}/v2/", timeout=5)
-                except requests.exceptions.SSLError as e:
-                    if "CERTIFICATE_VERIFY_FAILED" not in str(e):  # it speaks no TLS at all
+                    probe.request("GET", f"https://{self.host}/v2/", timeout=5,
+                                  follow_redirects=False).close()
+                except TLSError as e:
+                    if not e.verify_failed:  # it speaks no TLS at all
                         self.base = f"http://{self.host}"
-                except requests.exceptions.ConnectionError:
+                except ConnectError:
                     # nothing on HTTPS at all: plain HTTP is worth a try
                     self.base = f"http://{self.host}"
+                except TransportError:
+                    pass  # something answers TLS, slowly: stay on HTTPS
+                finally:
+                    probe.close()
             self._scheme_checked = True
 
     # -- auth ----------------------------------------------------------------------
@@ -215,7 +247,7 @@ class Registry:
             return None
         return self._credentials(self.host, repository)
 
-    def _authorize(self, resp: requests.Response, scope: str | None, sent: str | None) -> bool:
+    def _authorize(self, resp: Response, scope: str | None, sent: str | None) -> bool:
         """Answer a 401 challenge; True when a retry with new credentials makes sense.
 
         ``sent`` is the Authorization the refused request carried: when another
@@ -253,20 +285,27 @@ class Registry:
         if scope:
             query["scope"] = sorted(set(scope.split()))
         cred = self._credential(repository)
-        auth = None
+        headers: dict[str, str] = {}
         if cred is not None:
             if cred.identity_token:
                 query.update(grant_type="refresh_token", refresh_token=cred.identity_token)
             else:
-                auth = (cred.username, cred.password)
+                raw = f"{cred.username}:{cred.password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        form = urllib.parse.urlencode(query, doseq=True)
         try:
             if cred is not None and cred.identity_token:
-                resp = self._session().post(realm, data=query, timeout=30)
+                resp = self._transport.request(
+                    "POST", realm, body=form.encode(), timeout=30,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
             else:
-                resp = self._session().get(realm, params=query, auth=auth, timeout=30)
-        except requests.RequestException as e:
+                resp = self._transport.request("GET", _with_query(realm, form),
+                                               headers=headers, timeout=30)
+            resp.preload()
+        except TransportError as e:
             raise FetchError(f"{self.host}: token server {realm} unreachable: "
-                             f"{type(e).__name__}") from None
+                             f"{e.kind}") from None
+        resp.close()  # the body is in memory
         if resp.status_code in (401, 403):
             raise AuthError(f"{self.host}: authentication failed "
                             f"({'wrong credentials' if cred else 'credentials needed'}; "
@@ -276,7 +315,7 @@ class Registry:
         try:
             doc = resp.json()
             token = doc.get("token") or doc.get("access_token")
-        except ValueError:
+        except (ValueError, AttributeError, TransportError):
             token = None
         if not token:
             raise AuthError(f"{self.host}: token server sent no token")
@@ -297,25 +336,36 @@ class Registry:
     def request(self, method: str, path: str, *, scope: str | None = None,
                 ok: tuple[int, ...] = (200,), headers: dict[str, str] | None = None,
                 stream: bool = False, data: Any = None, retry: bool = True,
-                what: str = "") -> requests.Response:
-        """One request with auth, retries and error mapping; ``ok`` lists good statuses."""
+                what: str = "", decode: bool = True) -> Response:
+        """One request with auth, retries and error mapping; ``ok`` lists good statuses.
+
+        Without ``stream`` the body is read at once (the connection is free again);
+        ``decode=False`` hands a content-encoded body over as it came.
+        """
         self._pick_scheme()
         url = self.url(path)
         attempts = len(BACKOFF) + 1 if retry else 1
         authed = 0
         i = 0
+        start = _tell(data)  # a streamed body is sent again from here after a 401 or 5xx
+        first = True
         while True:
+            if not first and start is not None:
+                data.seek(start)
+            first = False
             hdrs = {**self._auth_header(scope), **(headers or {})}
             try:
-                resp = self._session().request(method, url, headers=hdrs, stream=stream,
-                                               data=data, timeout=(10, 120))
-            except requests.TooManyRedirects:
+                resp = self._transport.request(method, url, headers=hdrs, body=data,
+                                               timeout=TIMEOUT, decode=decode)
+                if not stream:
+                    resp.preload()
+            except TooManyRedirects:
                 raise FetchError(f"{what or url}: too many redirects (a loop?)") from None
-            except requests.exceptions.SSLError as e:
+            except TLSError as e:
                 raise FetchError(f"{self.host}: TLS verification failed ({_short(e)}; "
                                  "give the CA with --cert-dir, or "
                                  "--insecure-options=tls)") from None
-            except requests.RequestException as e:
+            except TransportError as e:
                 i += 1
                 if i < min(attempts, CONNECT_ATTEMPTS):
                     time.sleep(BACKOFF[i - 1])
@@ -339,7 +389,7 @@ class Registry:
                 continue
             self._raise(resp, what or f"{method} {urllib.parse.urlsplit(url).path}")
 
-    def _raise(self, resp: requests.Response, what: str) -> None:
+    def _raise(self, resp: Response, what: str) -> None:
         msg = _registry_error(resp)
         resp.close()
         code = resp.status_code
@@ -451,7 +501,7 @@ class Registry:
                             headers={"Content-Length": "0"})
         resp.close()
 
-    def _location(self, resp: requests.Response, previous: str | None = None) -> str:
+    def _location(self, resp: Response, previous: str | None = None) -> str:
         loc = resp.headers.get("Location") or previous
         if not loc:
             raise FetchError(f"{self.host}: upload answered without a Location")
@@ -471,21 +521,42 @@ class Registry:
         return ours
 
 
+def _tell(data: Any) -> int | None:
+    """Where a seekable streamed body starts (None for bytes or an unseekable one)."""
+    if data is None or isinstance(data, (bytes, bytearray, memoryview, str)):
+        return None
+    try:
+        return int(data.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _with_query(url: str, query: str) -> str:
+    """``url`` with ``query`` added to the query it may have (as requests' params=)."""
+    if not query:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    q = f"{parts.query}&{query}" if parts.query else query
+    return urllib.parse.urlunsplit(parts._replace(query=q))
+
+
 def _short(e: Exception) -> str:
+    if isinstance(e, TransportError):
+        return str(e)[:200]
     text = str(e)
     m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(r"\] ([^'\")\]]+)", text)
     reason = m.group(1) if m else type(e).__name__
     return f"{type(e).__name__}: {reason}"[:200]
 
 
-def _read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
+def _read_capped(resp: Response, limit: int, what: str) -> bytes:
     out = bytearray()
     try:
         for chunk in resp.iter_content(65536):
             out += chunk
             if len(out) > limit:
                 raise ManifestError(f"{what}: manifest is over the {limit}-byte limit")
-    except requests.RequestException as e:
+    except TransportError as e:
         raise FetchError(f"{what}: {_short(e)}") from None
     return bytes(out)
 
@@ -510,9 +581,18 @@ class _Limited:
         self._left -= len(data)
         return data
 
+    # a seekable stream can be sent again (a kept-alive connection closed under it)
+    def tell(self) -> int:
+        return self._s.tell()
 
-_TRANSPORT_ERRORS = (requests.RequestException, OSError, http.client.HTTPException,
-                     urllib3.exceptions.HTTPError)
+    def seek(self, pos: int) -> int:
+        here = self._s.tell()
+        self._s.seek(pos)
+        self._left += here - pos
+        return pos
+
+
+_TRANSPORT_ERRORS = (TransportError, OSError, http.client.HTTPException)
 
 
 class _BlobStream:
@@ -521,46 +601,66 @@ class _BlobStream:
     def __init__(self, reg: Registry, repo: str, desc: Descriptor) -> None:
         self._reg, self._repo, self._desc = reg, repo, desc
         self._pos = 0
-        self._resp: requests.Response | None = None
-        self._it: Iterator[bytes] | None = None
-        self._buf = b""
+        self._resp: Response | None = None
+        self._buf = b""  # the block being handed out, from offset _off on
+        self._off = 0
+        self._done = False
         self._resumes = 0
 
-    def _open(self) -> None:
-        headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
+    def _open(self) -> Response:
+        # identity: the bytes as stored, so that digests and Range offsets hold
+        headers = {"Accept-Encoding": "identity"}
+        if self._pos:
+            headers["Range"] = f"bytes={self._pos}-"
         resp = self._reg.request("GET", f"/v2/{self._repo}/blobs/{self._desc.digest}",
                                  scope=f"repository:{self._repo}:pull", stream=True,
-                                 ok=(200, 206), headers=headers,
+                                 ok=(200, 206), headers=headers, decode=False,
                                  what=f"blob {self._desc.digest}")
         if self._pos and resp.status_code != 206:
             resp.close()  # no Range support: start over is not possible mid-stream
             raise FetchError(f"blob {self._desc.digest}: registry cannot resume a download")
         self._resp = resp
-        self._it = resp.raw.stream(1 << 20, decode_content=False)
+        return resp
 
-    def read(self, n: int = -1) -> bytes:
-        while not self._buf:
-            if self._it is None:
-                self._open()
-            assert self._it is not None
-            try:
-                self._buf = next(self._it)
-            except StopIteration:
+    def _chunk(self, n: int) -> bytes:
+        """Up to ``n`` bytes: the rest of the current block, or the next one."""
+        while self._off >= len(self._buf):
+            if self._done:
                 return b""
+            resp = self._resp or self._open()
+            try:
+                self._buf, self._off = resp.read(BLOCK), 0
             except _TRANSPORT_ERRORS as e:
                 if self._resumes >= 3:
                     raise FetchError(f"blob {self._desc.digest}: download broke at byte "
                                      f"{self._pos}: {_short(e)}") from None
                 self._resumes += 1
                 self.close()
-                self._it = None
+                self._buf, self._off = b"", 0
                 continue
-        if n < 0 or n >= len(self._buf):
-            out, self._buf = self._buf, b""
+            if not self._buf:
+                self._done = True
+                self.close()
+                return b""
+        if self._off == 0 and n >= len(self._buf):
+            out = self._buf  # the usual case: a whole block, no copy
         else:
-            out, self._buf = self._buf[:n], self._buf[n:]
+            out = self._buf[self._off:self._off + n]
+        self._off += len(out)
         self._pos += len(out)
         return out
+
+    def read(self, n: int = -1) -> bytes:
+        """``n`` bytes (fewer only at the end); the whole rest for ``n < 0``."""
+        want = (1 << 62) if n is None or n < 0 else n
+        parts = []
+        while want > 0:
+            part = self._chunk(want)
+            if not part:
+                break
+            parts.append(part)
+            want -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         if self._resp is not None:
