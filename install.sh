@@ -10,7 +10,8 @@ ROOT=$PWD
 
 DEBS=(python3 python3-venv python3-pip python3-systemd
       skopeo umoci docker-registry systemd-container busybox-static
-      zstd xz-utils bzip2 tar man-db gnupg)
+      zstd xz-utils bzip2 tar man-db gnupg
+      catatonit util-linux bsdutils runc)  # catatonit: PID 1 of nspawn pods; script(1) in tests
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
@@ -35,12 +36,14 @@ fi
 log "pip install -e .[test]"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >&2
 
-mkdir -p /usr/local/bin /usr/local/share/man/man1 /usr/local/share/man/man5 /etc/bash_completion.d
+mkdir -p /usr/local/bin /usr/local/share/man/man1 /usr/local/share/man/man5 \
+    /usr/local/share/man/man7 /etc/bash_completion.d
 for exe in .venv/bin/podkit .venv/bin/podkit-*; do
     ln -sfn "$ROOT/$exe" "/usr/local/bin/$(basename "$exe")"
 done
 for page in man/*.1; do ln -sfn "$ROOT/$page" /usr/local/share/man/man1/; done
 for page in man/*.5; do ln -sfn "$ROOT/$page" /usr/local/share/man/man5/; done
+for page in man/*.7; do ln -sfn "$ROOT/$page" /usr/local/share/man/man7/; done
 if [ -f completion/podkit.bash ]; then
     ln -sfn "$ROOT/completion/podkit.bash" /etc/bash_completion.d/podkit
 fi

@@ -85,6 +85,14 @@ _podkit_images() {
     done < <("$lister" "$@" -a --json 2>/dev/null </dev/null)
 }
 
+# _podkit_pods LISTER [-a] STORE-ARGS...: the full UUIDs of the store's pods (the
+# running ones, or all with -a), from the podkit-list next to LISTER.
+_podkit_pods() {
+    local lister=$1
+    shift
+    "${lister%podkit-images}podkit-list" -q "$@" 2>/dev/null </dev/null
+}
+
 # _podkit_prefix PREFIX: PREFIX in front of every line of stdin.
 _podkit_prefix() {
     local line
@@ -284,13 +292,20 @@ _podkit_positional() {
                     sed '/^sha[0-9]*[:-]/d; /^[0-9a-f]*$/d; s/:[^:/]*$//' | sort -u
             fi
             ;;
-        podkit-gc) ;;
+        podkit-prepare) ((pos == 0)) && _podkit_images "$lister" "${store[@]}" ;;
+        podkit-enter) ((pos == 0)) && _podkit_pods "$lister" "${store[@]}" ;;
+        podkit-stop) _podkit_pods "$lister" "${store[@]}" ;;
+        podkit-status | podkit-rm | podkit-run-prepared)
+            _podkit_pods "$lister" -a "${store[@]}"
+            ;;
+        podkit-gc | podkit-list) ;;
         *) _podkit_paths "" "$cur" ;;
     esac
 }
 
 complete -F _podkit podkit podkit-fetch podkit-images podkit-inspect podkit-render \
-    podkit-export podkit-rmi podkit-gc
+    podkit-export podkit-rmi podkit-gc podkit-prepare podkit-run-prepared podkit-list \
+    podkit-status podkit-enter podkit-stop podkit-rm
 # and every other podkit-* command on PATH now (third-party ones included)
 while IFS= read -r _podkit_c; do
     complete -F _podkit "$_podkit_c"

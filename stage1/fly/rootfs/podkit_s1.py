@@ -1,0 +1,1 @@
+../../common/podkit_s1.py
