@@ -189,8 +189,8 @@ def test_uuid_file_and_pod_manifest(podkit, busybox, stage1, store, tmp_path):
     assert doc["apps"][0]["app"]["exec"] == ["true"]
 
 
-def test_stage1_written_from_the_man_page(podkit, busybox, tmp_path):
-    """The EXAMPLES of podkit-stage1(7), run as written (with /opt/s1 moved to tmp)."""
+def _man_page_stage1(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """Set up the stage1 of podkit-stage1(7)'s EXAMPLES in tmp; its podkit-run line."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     page = open(os.path.join(root, "man/podkit-stage1.7")).read()
     example = page.split(".SH EXAMPLES", 1)[1].split(".EX\n", 1)[1].split("\n.EE", 1)[0]
@@ -200,8 +200,34 @@ def test_stage1_written_from_the_man_page(podkit, busybox, tmp_path):
     setup, last = "\n".join(lines[:-1]), lines[-1]
     subprocess.run(["sh", "-ec", setup], check=True)
     assert last.startswith("podkit-run --stage1=")
+    return last
+
+
+def test_stage1_written_from_the_man_page(podkit, busybox, tmp_path):
+    """The EXAMPLES of podkit-stage1(7), run as written (with /opt/s1 moved to tmp)."""
+    last = _man_page_stage1(tmp_path)
     r = podkit("run", *last.split()[1:])
     assert (r.returncode, r.stdout, r.stderr) == (0, "hello\n", "")
+
+
+def test_operator_swaps_the_default_stage1_in_stage1_d(podkit, busybox, tmp_path, monkeypatch,
+                                                        store):
+    _man_page_stage1(tmp_path)
+    conf = tmp_path / "etc"
+    (conf / "stage1.d").mkdir(parents=True)
+    (conf / "stage1.d" / "50-chroot.json").write_text(json.dumps(
+        {"podkitKind": "stage1", "name": "chroot", "location": str(tmp_path / "s1"),
+         "default": True}))
+    monkeypatch.setenv("PODKIT_CONFIG_DIR", str(conf))
+    r = podkit("run", "busybox", "--", "echo", "via the default")
+    assert (r.returncode, r.stdout) == (0, "via the default\n"), r.stderr
+    (uuid,) = pods_in(store, "run")
+    manifest = json.load(open(os.path.join(store, "pods/run", uuid, "stage1/manifest")))
+    assert manifest["name"] == "example.com/chroot"
+    r = podkit("run", "--stage1=chroot", "busybox", "--", "echo", "by name")
+    assert r.stdout == "by name\n"
+    (conf / "stage1.d" / "60-bad.json").write_text("{not json")
+    podkit.fail("run", "busybox", "--", "true", status=2, match="60-bad.json")
 
 
 @pytest.mark.parametrize(("args", "status", "match"), [
