@@ -35,6 +35,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import systemd' 2>/dev/nu
 fi
 log "pip install -e .[test]"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' >&2
+# byte-compile now: commands start ~16 ms faster than when they compile on first import
+.venv/bin/python -m compileall -q -j 0 libaci stage0 stage1 schemas >&2 || true
 
 mkdir -p /usr/local/bin /usr/local/share/man/man1 /usr/local/share/man/man5 \
     /usr/local/share/man/man7 /etc/bash_completion.d
