@@ -68,6 +68,7 @@ class RunOptions:
     pids_limit: int | None = None
     net: str = "host"
     interactive: bool = False
+    ready: str = "pod"  # when the pod counts as ready (sd_notify READY=1): pod | app
 
 
 # -- parsing of option values --------------------------------------------------------
@@ -315,6 +316,7 @@ def build_manifest(*, image_name: str | None, image_id: str, image: ImageApp, la
         annotations.append(appc.NameValue(ANN + "pids-limit", str(opts.pids_limit)))
     if opts.interactive:
         annotations.append(appc.NameValue(ANN + "interactive", "true"))
+    annotations.append(appc.NameValue(ANN + "ready", opts.ready))
     app = appc.App(
         user=str(ident.uid), group=str(ident.gid), exec=tuple(argv),
         supplementary_gids=ident.groups or None, working_directory=workdir,

@@ -47,9 +47,14 @@ def add_run_options(p: argparse.ArgumentParser, *, run: bool = True) -> None:
     p.add_argument("--stage1", metavar="NAME|PATH", help="stage1 flavour (nspawn, fly, a "
                    "name from /etc/podkit/stage1.d) or folder; default nspawn")
     p.add_argument("--uuid-file-save", metavar="FILE", help="write the pod's UUID to FILE")
+    p.add_argument("--ready", choices=("pod", "app"), default="pod",
+                   help="when the pod is ready (READY=1 to $NOTIFY_SOCKET; what podkit-status "
+                        "waits for): pod (it is up; default) or app (the app sends READY=1 "
+                        "to its $NOTIFY_SOCKET)")
     p.add_argument("--pull-policy", choices=("never", "new", "update"), default="new",
                    help="fetch the image: never, new (when missing; default), update")
     common.add_registry_options(p)
+    common.add_trust_options(p)
     if run:
         p.add_argument("--net", choices=("host", "none"), default="host",
                        help="host (the caller's network; default) or none (loopback only)")
@@ -74,7 +79,7 @@ def run_options(args: argparse.Namespace, *, net: str = "host", interactive: boo
         if args.caps_retain is not None else None,
         caps_remove=parse_caps(args.caps_remove, "--caps-remove"),
         no_new_privileges=args.no_new_privileges, memory=args.memory, cpu=args.cpu,
-        pids_limit=args.pids_limit, net=net, interactive=interactive)
+        pids_limit=args.pids_limit, net=net, interactive=interactive, ready=args.ready)
 
 
 def image_record(args: argparse.Namespace, store):  # type: ignore[no-untyped-def]
@@ -94,9 +99,18 @@ def image_record(args: argparse.Namespace, store):  # type: ignore[no-untyped-de
     except Exception:
         return store.resolve(args.image)  # not a source either: say it is not in the store
     tls, credentials = common.registry_settings(args)
-    got = fetch(store, args.image, FetchOptions(progress=common.progress_sink(args), tls=tls,
+    from stage0.trust import fetch_hooks
+
+    progress = common.progress_sink(args)
+    import os
+    import sys
+
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG
+    hooks = fetch_hooks(args, store, tls=tls, credentials=credentials, prog=prog,
+                        sources=[args.image], say=progress.message)
+    got = fetch(store, args.image, FetchOptions(progress=progress, tls=tls,
                                                 credentials=credentials,
-                                                pull_policy=args.pull_policy))
+                                                pull_policy=args.pull_policy, **hooks))
     return store.resolve(got.image_id)
 
 
