@@ -298,14 +298,24 @@ _podkit_positional() {
         podkit-status | podkit-rm | podkit-run-prepared)
             _podkit_pods "$lister" -a "${store[@]}"
             ;;
-        podkit-gc | podkit-list) ;;
+        podkit-commit) ((pos == 0)) && _podkit_pods "$lister" -a "${store[@]}" ;;
+        podkit-verify) _podkit_images "$lister" "${store[@]}" ;;
+        podkit-sign)
+            if ((pos == 0)); then
+                _podkit_images "$lister" "${store[@]}"
+            elif ((pos == 1)); then
+                printf '%s\n' docker://
+            fi
+            ;;
+        podkit-gc | podkit-list | podkit-keygen) ;;
         *) _podkit_paths "" "$cur" ;;
     esac
 }
 
 complete -F _podkit podkit podkit-fetch podkit-images podkit-inspect podkit-render \
     podkit-export podkit-rmi podkit-gc podkit-prepare podkit-run-prepared podkit-list \
-    podkit-status podkit-enter podkit-stop podkit-rm
+    podkit-status podkit-enter podkit-stop podkit-rm podkit-keygen podkit-sign \
+    podkit-verify podkit-trust podkit-commit
 # and every other podkit-* command on PATH now (third-party ones included)
 while IFS= read -r _podkit_c; do
     complete -F _podkit "$_podkit_c"
