@@ -128,6 +128,8 @@ def test_user_group_env_and_working_dir_from_image_and_options(podkit, busybox, 
                                    "from option"]
     out = _inside(podkit, stage1, "id -u; id -g", "--user=4242:77")
     assert out.split() == ["4242", "77"]
+    out = _inside(podkit, stage1, "pwd", "--working-dir=/not/in/the/image")  # made, as docker
+    assert out == "/not/in/the/image\n"
 
 
 def test_memory_and_pids_limits(podkit, busybox, stage1):
