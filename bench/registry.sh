@@ -26,7 +26,9 @@
 #                  skopeo copy --src-tls-verify=false docker://SRC/bench/IMG:1 oci:NEW:IMG
 #                  curl of every blob of the image, one process (the floor:
 #                  registry + loopback, nothing verified or written)
-#                  [podkit-fetch with PODKIT_NO_EXTRACT=1, only if podkit has it]
+#                  podkit-fetch --extract (information only: it also
+#                  decompresses, checks diff IDs and extracts every layer,
+#                  which podkit-fetch otherwise leaves to the first use)
 #      fetch warm  the same two commands again into the destination that the
 #                  cold run just filled (page cache dropped, then the programs,
 #                  the registry's storage and the destination's metadata
@@ -360,25 +362,40 @@ for f, n in incl_c.most_common():
 PYEOF
     cat >"$LIB/phases.py" <<'PYEOF'
 #!/usr/bin/env python3
-"""phases.py SCRIPT ARGS... - run a podkit-* script, timing podkit-fetch's two phases.
+"""phases.py SCRIPT ARGS... - run a podkit-* script with timers around podkit-fetch's steps.
 
-Wraps libaci.sources.oci_import.copy_layers (download into staging) and
-extract_all (decompress, hash, extract) with timers; prints when each ends
-and the peak RSS so far.  Leaves them alone if podkit has no such functions.
+Wraps (if this podkit has them) the manifest request, the platform/manifest
+resolution, the parallel layer downloads into the store's staging, the
+optional extraction and the commit, and prints when each starts and ends
+and the peak RSS so far.  Times are from the interpreter's first line
+(start-up before it is not counted; `python3 -c pass` is ~20 ms).
 """
-import resource, runpy, sys, time
+import importlib, resource, runpy, sys, time
 
 T0 = time.perf_counter()
-try:
-    import libaci.sources.oci_import as oi
-except ImportError:
-    oi = None
+HOOKS = [("libaci.registry.client", "Registry.get_manifest", "manifest GET"),
+         ("libaci.sources.oci_import", "resolve_manifest", "resolve"),
+         ("libaci.sources.oci_import", "read_verified", "small blob"),
+         ("libaci.sources.oci_import", "Validation.wait", "schema check"),
+         ("libaci.store", "Staging.download", "a blob"),
+         ("libaci.store", "Staging.extract", "extract"),
+         ("libaci.store", "Staging.commit", "commit")]
 
 
-def wrap(name):
-    f = getattr(oi, name, None)
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def wrap(modname, attr, label):
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError:
+        return
+    owner, _, name = attr.rpartition(".")
+    obj = getattr(mod, owner) if owner else mod
+    f = getattr(obj, name, None)
     if f is None:
-        print(f"{name}: not in this podkit", file=sys.stderr)
+        print(f"  ({attr} not in this podkit)", file=sys.stderr)
         return
 
     def timed(*a, **k):
@@ -387,22 +404,20 @@ def wrap(name):
             return f(*a, **k)
         finally:
             now = time.perf_counter()
-            print(f"  {name:12s} {now - t:6.3f} s (from {t - T0:6.3f} to {now - T0:6.3f} s), "
-                  f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB",
-                  file=sys.stderr)
-    setattr(oi, name, timed)
+            print(f"  {label:12s} {now - t:6.3f} s (from {t - T0:6.3f} to {now - T0:6.3f} s), "
+                  f"peak RSS so far {rss():.0f} MiB", file=sys.stderr)
+    setattr(obj, name, timed)
 
 
-if oi is not None:
-    wrap("copy_layers")
-    wrap("extract_all")
-print(f"  imports      {time.perf_counter() - T0:6.3f} s (libaci.sources.oci_import and what it pulls in)",
-      file=sys.stderr)
+for hook in HOOKS:
+    wrap(*hook)
+print(f"  imports      {time.perf_counter() - T0:6.3f} s (the hooked modules and what they pull in), "
+      f"peak RSS {rss():.0f} MiB", file=sys.stderr)
 sys.argv = sys.argv[1:]
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 finally:
-    print(f"  total        {time.perf_counter() - T0:6.3f} s in the interpreter (start-up before it not counted)",
+    print(f"  total        {time.perf_counter() - T0:6.3f} s in the interpreter, peak RSS {rss():.0f} MiB",
           file=sys.stderr)
 PYEOF
     cat >"$LIB/importtime.py" <<'PYEOF'
@@ -437,7 +452,7 @@ env = dict(l.rstrip("\n").split("=", 1) for l in open(os.path.join(res, "env.txt
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(res, "times.tsv"))][1:]
 MB = 1e6
 TOOLS = {"podkit": "podkit-fetch", "skopeo": "skopeo copy", "curl": "curl, all blobs (floor)",
-         "podkit-noextract": "podkit-fetch PODKIT_NO_EXTRACT=1"}
+         "podkit-extract": "podkit-fetch --extract (information)"}
 
 
 def stats(cell, image, tool):
@@ -467,7 +482,7 @@ S = {}
 order = [("fetch-cold", "cold fetch"), ("fetch-warm", "warm re-fetch"), ("push-cold", "cold push")]
 for cell, label in order:
     for tag in ("big", "one"):
-        for tool in ("podkit", "podkit-noextract", "skopeo", "curl"):
+        for tool in ("podkit", "podkit-extract", "skopeo", "curl"):
             s = stats(cell, tag, tool)
             if s is None:
                 continue
@@ -476,10 +491,6 @@ for cell, label in order:
             p("| %s | %s | %s | %.2f | %.2f | %.2f | %.0f |" % (label, tag, name, s["med"], s["min"],
                                                             s["cpu"], s["rss"]))
 p("")
-if env.get("noextract") != "yes":
-    p("podkit-fetch PODKIT_NO_EXTRACT=1: not measured (podkit has no such switch; "
-      "podkit-fetch always extracts every layer into the store)")
-    p("")
 targets = [("fetch-cold", "cold fetch    podkit/skopeo", 0.6),
            ("fetch-warm", "warm re-fetch podkit/skopeo", 2.0),
            ("push-cold", "cold push     podkit/skopeo", 0.7)]
@@ -494,9 +505,10 @@ for tag in ("big", "one"):
         else:
             p("ratio %s (one) = %.2f (information)" % (label, r))
     if tag == "big":
-        a, b = S.get(("fetch-cold", "big", "podkit-noextract")), S.get(("fetch-cold", "big", "skopeo"))
+        a, b = S.get(("fetch-cold", "big", "podkit-extract")), S.get(("fetch-cold", "big", "skopeo"))
         if a and b:
-            p("ratio cold fetch podkit(PODKIT_NO_EXTRACT=1)/skopeo (big) = %.2f" % (a["med"] / b["med"]))
+            p("ratio cold fetch podkit-fetch --extract/skopeo (big) = %.2f (information: also extracts)"
+              % (a["med"] / b["med"]))
         a, b = S.get(("fetch-cold", "big", "podkit")), S.get(("fetch-cold", "big", "curl"))
         if a and b:
             p("ratio cold fetch podkit/curl floor (big) = %.2f" % (a["med"] / b["med"]))
@@ -510,14 +522,14 @@ worst = 0
 for cell, tool, name in (("fetch-cold", "podkit", "podkit-fetch (cold)"),
                          ("fetch-warm", "podkit", "podkit-fetch (warm)"),
                          ("push-cold", "podkit", "podkit-push"),
-                         ("fetch-cold", "podkit-noextract", "podkit-fetch PODKIT_NO_EXTRACT=1"),
+                         ("fetch-cold", "podkit-extract", "podkit-fetch --extract (cold)"),
                          ("fetch-cold", "skopeo", "skopeo copy (fetch, cold)"),
                          ("fetch-warm", "skopeo", "skopeo copy (fetch, warm)"),
                          ("push-cold", "skopeo", "skopeo copy (push)")):
     o, b = S.get((cell, "one", tool)), S.get((cell, "big", tool))
     if not o or not b:
         continue
-    if tool.startswith("podkit"):
+    if tool == "podkit":  # --extract is there for information only
         worst = max(worst, o["rss"], b["rss"])
     p("| %s | %.0f | %.0f |" % (name, o["rss"], b["rss"]))
 p("")
@@ -678,7 +690,10 @@ warm_inputs() {
 # REGISTRY_AUTH_FILE only for the clients: not exported, as docker-registry
 # reads REGISTRY_* variables as configuration (REGISTRY_AUTH_FILE = auth.file)
 AUTH=(env "REGISTRY_AUTH_FILE=$WORK/auth.json")
-FETCH=("${AUTH[@]}" "$FETCH")
+# --insecure-options=image: no signature check (skopeo copy checks none either, and
+# the test image is not signed); without it a trust policy may refuse the image
+NOVERIFY=--insecure-options=image
+FETCH=("${AUTH[@]}" "$FETCH" "$NOVERIFY")
 PUSH=("${AUTH[@]}" "$PUSH")
 # skopeo with an empty, fresh blob-info cache (private mount namespace)
 SKOPEO=("${AUTH[@]}" unshare -m sh -c 'mount --bind "$0" '"$BIC_MNT"' && exec skopeo "$@"' "$WORK/bic")
@@ -724,7 +739,7 @@ fetch() {
     if [[ $cell == fetch-warm ]]; then warm_inputs "$tool" "$dest"; fi
     case $tool in
     podkit) t "$cell" "${FETCH[@]}" --store "$dest" -q "$src" ;;
-    podkit-noextract) t "$cell" env PODKIT_NO_EXTRACT=1 "${FETCH[@]}" --store "$dest" -q "$src" ;;
+    podkit-extract) t "$cell" "${FETCH[@]}" --extract --store "$dest" -q "$src" ;;
     skopeo) t "$cell" "${SKOPEO[@]}" copy -q --retry-times 0 --src-tls-verify=false "$src" "oci:$dest:$tag" ;;
     esac
     check_fetched "$tool" "$tag" "$dest"
@@ -804,13 +819,13 @@ profile() {
     warm_inputs podkit "$store"
     PYTHONPROFILEIMPORTTIME=1 "${FETCH[@]}" --store "$store" -q "$src" >/dev/null 2>"$dir/fetch-warm-big.importtime"
     rm -rf "$store"
-    # the two phases of a cold podkit-fetch
+    # the steps of a cold podkit-fetch (in-process timers)
     {
         for tag in big one; do
             rm -rf "$store"
             settle
             echo "podkit-fetch $tag, cold:"
-            "${AUTH[@]}" "$PODKIT_BIN/python3" "$LIB/phases.py" "$FETCH_BIN" --store "$store" -q \
+            "${AUTH[@]}" "$PODKIT_BIN/python3" "$LIB/phases.py" "$FETCH_BIN" "$NOVERIFY" --store "$store" -q \
                 "docker://${REG_ADDR[src]}/bench/$tag:1" 2>&1 >/dev/null
         done
     } >"$dir/phases.txt"
@@ -881,12 +896,7 @@ main() {
     # no credentials (REGISTRY_AUTH_FILE, see AUTH); "{}": skopeo 1.9 refuses a
     # 0-byte auth file ("unexpected end of JSON input")
     echo '{}' >"$WORK/auth.json"
-    local noextract=no tag
-    if grep -rqs --include='*.py' PODKIT_NO_EXTRACT "$SRC_DIR/libaci" "$SRC_DIR/stage0"; then
-        noextract=yes
-    else
-        log "podkit has no PODKIT_NO_EXTRACT: that row is skipped"
-    fi
+    local tag
 
     start_registry src "$WORK/src-registry"
     log "source registry pid ${REG_PID[src]} on ${REG_ADDR[src]}"
@@ -912,9 +922,8 @@ main() {
         echo "drop=$([[ $CAN_DROP == 1 ]] && echo yes || echo 'no (not permitted)')"
         echo "skopeo=$(skopeo --version)"
         echo "registry=docker-registry $(docker-registry --version | awk '{ print $3 }')"
-        echo "podkit=$("${FETCH[@]}" --version)"
+        echo "podkit=$("$FETCH_BIN" --version)"
         echo "podkit_src=$SRC_DESC"
-        echo "noextract=$noextract"
     } >"$RESULTS/env.txt"
     printf 'cell\timage\ttool\trun\tsecs\trss_kib\tuser\tsys\n' >"$RESULTS/times.tsv"
     local i tool tools
@@ -923,7 +932,7 @@ main() {
         for tag in "${IMAGES[@]}"; do
             for tool in "${tools[@]}"; do fetch fetch-cold "$tool" "$tag" "$i"; done
             for tool in "${tools[@]}"; do fetch fetch-warm "$tool" "$tag" "$i"; done
-            if [[ $noextract == yes ]]; then fetch fetch-cold podkit-noextract "$tag" "$i"; fi
+            fetch fetch-cold podkit-extract "$tag" "$i"
             floor "$tag" "$i"
             rm -rf "$WORK"/fetch-*
             for tool in "${tools[@]}"; do push "$tool" "$tag" "$i"; done

@@ -23,7 +23,7 @@ from libaci.digest import Digest, chain_ids
 from libaci.errors import ConflictError, PodkitError
 from libaci.fsutil import flocked, rmtree
 from libaci.oci import Descriptor
-from libaci.store import ANN_ACI_MANIFEST, ImageRecord, Store, image_id_to_digest
+from libaci.store import ANN_ACI_MANIFEST, ANN_INDEX, ImageRecord, Store, image_id_to_digest
 
 _HEXNAME = re.compile(r"^[0-9a-f]{64,128}\Z")
 
@@ -34,6 +34,7 @@ class GcResult:
     layers: list[str] = attrs.field(factory=list)
     bytes: int = 0
     staging: list[str] = attrs.field(factory=list)
+    signatures: list[str] = attrs.field(factory=list)
 
 
 def pod_images(store: Store) -> set[str]:
@@ -114,6 +115,11 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
         result.staging = store.clean_stale()
         if not dry_run:  # blobs verified by fetches that never finished
             rmtree(store.path("tmp", "verified"))
+        # downloads that were interrupted (kept for a resume): no writer runs, none is locked
+        for name in _listdir(store.path("tmp", "partial")):
+            result.staging.append(store.path("tmp", "partial", name))
+        if not dry_run:
+            rmtree(store.path("tmp", "partial"))
         keep_blobs: set[Digest] = set()
         keep_layers: set[Digest] = set()
         records = store.images()
@@ -152,6 +158,17 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
                     trash = store.path("tmp", f"w-gc-{hexname[:16]}-{os.urandom(3).hex()}")
                     os.rename(p, trash)
                     rmtree(trash)
+        # kept signatures (libaci.sources.signatures) go with the last image that names
+        # their digest: its manifest's, or that of the index it was picked from
+        signed = {str(r.descriptor.digest) for r in records}
+        signed |= {r.descriptor.annotations.get(ANN_INDEX, "") for r in records}
+        for alg in _listdir(store.path("signatures")):
+            for hexname in _listdir(store.path("signatures", alg)):
+                if f"{alg}:{hexname}" in signed:
+                    continue
+                result.signatures.append(f"{alg}:{hexname}")
+                if not dry_run:
+                    rmtree(store.path("signatures", alg, hexname))
     return result
 
 

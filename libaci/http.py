@@ -18,6 +18,7 @@ connections as the registry client), with one TLS context per host.
 from __future__ import annotations
 
 import base64
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -179,25 +180,95 @@ def _raise_for(code: int, reason: str | None, what: str, sent_credentials: bool)
     raise FetchError(f"{what}: HTTP {code}{f' {reason}' if reason else ''}")
 
 
+def resume_validator(resp: Response) -> str | None:
+    """What ``If-Range`` may carry to resume this answer's body: a strong ETag, else the
+    Last-Modified date; None when the body cannot be resumed safely (no validator, or
+    a content-encoding, whose byte ranges are not the resource's)."""
+    if resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        return None
+    etag = (resp.headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):
+        return etag
+    return (resp.headers.get("Last-Modified") or "").strip() or None
+
+
+def range_start(resp: Response) -> int | None:
+    """The first byte of a 206 answer's ``Content-Range: bytes A-B/N`` (None if absent)."""
+    m = re.match(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*$",
+                 resp.headers.get("Content-Range", ""), re.I)
+    return int(m.group(1)) if m else None
+
+
 class Body:
     """A response body as a forward-only binary stream (Content-Encoding undone).
 
-    Transport errors and a body shorter than its Content-Length become FetchError.
+    Transport errors and a body shorter than its Content-Length become FetchError,
+    unless the body can be resumed: with ``client`` and ``url`` given and a
+    validator in the answer (:func:`resume_validator`), a body that breaks off is
+    asked for again from the next byte (``Range`` with ``If-Range``, at most three
+    times); an answer with the whole resource, unchanged, has the bytes already
+    read skipped; a resource that changed meanwhile is an error.  ``start`` is
+    where this body begins in the resource (a download resumed from kept bytes).
     """
 
-    def __init__(self, resp: Response, what: str) -> None:
+    def __init__(self, resp: Response, what: str, *, client: HttpClient | None = None,
+                 url: str | None = None, start: int = 0) -> None:
         self._resp = resp
         self._what = what
+        self._client, self._url = client, url
+        self._start = start
+        self._validator = resume_validator(resp) if client is not None and url else None
+        self._resumes = 0
+        self._skip = 0
         self.size = 0  # bytes read so far (decoded)
 
+    @property
+    def position(self) -> int:
+        """The resource byte the next read starts at."""
+        return self._start + self.size
+
     def read(self, n: int = -1) -> bytes:
-        try:
-            data = self._resp.read(-1 if n is None or n < 0 else n)
-        except _TRANSPORT_ERRORS as e:
-            raise FetchError(f"{self._what}: download broke off after {self.size} bytes "
-                             f"({_short(e)})") from None
-        self.size += len(data)
-        return data
+        while True:
+            try:
+                while self._skip:
+                    dropped = self._resp.read(min(self._skip, 1 << 20))
+                    if not dropped:
+                        raise FetchError(f"{self._what}: the answer ended before byte "
+                                         f"{self.position}")
+                    self._skip -= len(dropped)
+                data = self._resp.read(-1 if n is None or n < 0 else n)
+            except _TRANSPORT_ERRORS as e:
+                if self._resume():
+                    continue
+                raise FetchError(f"{self._what}: download broke off after {self.size} bytes "
+                                 f"({_short(e)})") from None
+            self.size += len(data)
+            return data
+
+    def _resume(self) -> bool:
+        if self._validator is None or self._resumes >= 3:
+            return False
+        assert self._client is not None and self._url is not None
+        self._resumes += 1
+        self._resp.close()
+        pos = self.position
+        resp = self._client.get(self._url, ok=(200, 206), what=self._what, headers={
+            "Range": f"bytes={pos}-", "If-Range": self._validator,
+            "Accept-Encoding": "identity"})
+        if resp.status_code == 206:
+            first = range_start(resp)
+            if first is not None and first != pos:
+                resp.close()
+                raise FetchError(f"{self._what}: asked for bytes from {pos} on, the server "
+                                 f"sent them from {first}")
+        elif resume_validator(resp) == self._validator:
+            self._skip = pos  # the whole resource again, unchanged: skip what was read
+        else:
+            resp.close()
+            raise FetchError(f"{self._what}: changed on the server while it was downloading "
+                             "(fetch it again)")
+        self._resp = resp
+        return True
 
     def close(self) -> None:
         self._resp.close()

@@ -7,6 +7,8 @@ Layout (see man/podkit-store.5)::
     STORE/layers/<alg>/<chain-hex>/layer.json         its diff ID, size, entry count
     STORE/tmp/w-<random>/                             a writer's staging dir (flocked)
     STORE/tmp/verified/<alg>/<hex>                    verified blobs of unfinished fetches
+    STORE/tmp/partial/<alg>-<hex>                     a blob being downloaded (flocked), or
+                                                      what an interrupted download left
     STORE/locks/                                      lock files
     STORE/pods/<state>/<uuid>                         pods (stage0)
 
@@ -24,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -32,7 +35,14 @@ import attrs
 
 from libaci import mediatypes as mt
 from libaci.digest import CHUNK, Digest, Hasher, chain_ids, verify
-from libaci.errors import AmbiguousError, ManifestError, NotFoundError, StoreError
+from libaci.errors import (
+    AmbiguousError,
+    DigestMismatchError,
+    FetchError,
+    ManifestError,
+    NotFoundError,
+    StoreError,
+)
 from libaci.fsutil import atomic_write, flocked, fsync_dir, rmtree, try_flock
 from libaci.oci import Descriptor, ImageConfig, Index, Manifest, dumps, parse_config, parse_document
 
@@ -431,6 +441,81 @@ def _age(path: str) -> float:
         return 0.0
 
 
+OpenAt = Callable[[int], Any]  # byte offset -> a stream of a blob from there (see Staging.download)
+PARTIAL_POLL = 0.1  # seconds between looks at a blob another fetch is downloading
+WRITEBACK = 8 << 20  # start writing a blob to disk every this many bytes (see copy_hashed)
+
+
+def copy_hashed(stream: Any, fd: int, h: Hasher, size: int | None = None,
+                progress: Callable[[int], None] | None = None,
+                stop: threading.Event | None = None) -> None:
+    """Copy ``stream`` to ``fd`` in 1 MiB blocks, hashing; stop one byte past ``size``.
+
+    Streams with ``readinto`` fill one reused buffer (no bytes object per
+    block); ``h.size`` counts every byte (including those hashed before).
+    """
+    limit = None if size is None else size + 1  # one byte too many is caught by verify
+    buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    readinto = getattr(stream, "readinto", None)
+    flushed = written = os.lseek(fd, 0, os.SEEK_CUR)
+    while True:
+        want = CHUNK if limit is None else min(CHUNK, limit - h.size)
+        if want <= 0:
+            return
+        if readinto is not None:
+            n = readinto(mv[:want])
+            block: Any = mv[:n]
+        else:
+            block = stream.read(want)
+            n = len(block)
+        if not n:
+            return
+        h.update(block)
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view):]
+        written += n
+        if written - flushed >= WRITEBACK:
+            _start_writeback(fd, flushed, written - flushed)
+            flushed = written
+        if progress is not None:
+            progress(h.size)
+        if stop is not None and stop.is_set():
+            raise FetchError("download stopped (another part of the fetch failed)")
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing these (just written, dirty) pages to disk now.
+
+    So that the fsync at the end of a blob waits for little: without this, a
+    40 MB layer is written back only at its fsync (~20 ms of the download
+    thread's time, ~100 ms when four end at once).  POSIX_FADV_DONTNEED
+    starts the writeback of dirty pages and drops only pages that are
+    already clean, which these are not: the blob stays in the page cache.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+def _rehash(fd: int, h: Hasher, size: int | None) -> int:
+    """Hash what a kept partial download holds; a file longer than the blob is emptied."""
+    length = os.fstat(fd).st_size
+    if size is not None and length > size:
+        os.ftruncate(fd, 0)
+        return 0
+    buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    pos = 0
+    while pos < length:
+        n = os.preadv(fd, [mv[:min(CHUNK, length - pos)]], pos)
+        if not n:
+            break
+        h.update(mv[:n])
+        pos += n
+    return pos
+
+
 @attrs.define
 class Staging:
     """A writer's private directory inside the store, locked while it lives."""
@@ -481,20 +566,12 @@ class Staging:
         alg = expected.algorithm if expected is not None else algorithm
         h = Hasher(alg)
         path, fd = self.tmpfile("blob")
-        limit = None if size is None else size + 1
         try:
-            with os.fdopen(fd, "wb", closefd=True) as out:
-                while True:
-                    want = CHUNK if limit is None else min(CHUNK, limit - h.size)
-                    if want <= 0:
-                        break
-                    chunk = stream.read(want)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                copy_hashed(stream, fd, h, size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise StoreError(f"{what}: cannot stage blob: {e.strerror}") from None
         actual = h.digest()
@@ -506,12 +583,134 @@ class Staging:
                 raise
         if expected is not None:
             # verified: keep it where a fetch killed before its commit finds it again
-            kept = self.store.verified_path(actual)
-            os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
-            os.rename(path, kept)
-            path = kept
+            path = self._keep_verified(path, actual)
         self.blobs[actual] = path
         return actual, h.size
+
+    def _keep_verified(self, path: str, digest: Digest) -> str:
+        kept = self.store.verified_path(digest)
+        os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+        os.rename(path, kept)
+        return kept
+
+    # -- resumable downloads of blobs whose digest is known ----------------------------
+    def partial_path(self, digest: Digest) -> str:
+        """Where a download of ``digest`` is kept while it lasts, and after an interruption."""
+        return self.store.path("tmp", "partial", f"{digest.algorithm}-{digest.encoded}")
+
+    def download(self, expected: Digest, size: int | None, open_at: OpenAt, *,
+                 what: str = "blob", progress: Callable[[int], None] | None = None,
+                 waiting: Callable[[], None] | None = None,
+                 stop: threading.Event | None = None, keep: bool = True) -> None:
+        """Fetch the blob ``expected`` (of ``size`` bytes), resuming a download kept earlier.
+
+        The bytes go to ``tmp/partial/<alg>-<hex>``, flocked while written, so that
+        two fetches never write one file (the second waits for the first, then finds
+        the blob verified, or resumes where a killed one stopped).  The bytes
+        already there are hashed again (a hash state cannot be saved) and
+        ``open_at(n)`` gives a stream of the blob from byte ``n`` on; its
+        ``offset`` attribute (0 if it has none) says where it really starts.
+        The file is fsynced, verified and renamed into ``tmp/verified``.  A
+        download that breaks off stays for the next try (gc removes it); one
+        whose bytes do not verify is deleted (when it was resumed, it is first
+        fetched once more from byte 0: the kept part may be what was wrong).
+        ``progress`` gets the byte count as it grows; ``stop`` set makes it give up.
+        ``keep=False`` (a source that cannot resume) removes what a failure leaves.
+        """
+        claimed = self._claim_partial(expected, waiting)
+        if claimed is None:
+            return
+        fd, path = claimed
+        try:
+            for attempt in (1, 2):
+                h = Hasher(expected.algorithm)
+                try:
+                    kept = _rehash(fd, h, size)
+                except OSError as e:
+                    raise StoreError(f"{what}: cannot read {path}: {e.strerror}") from None
+                if size is None or kept < size:
+                    stream = open_at(kept)
+                    try:
+                        start = int(getattr(stream, "offset", 0))
+                        if start != kept:  # the source starts over: so do we
+                            os.ftruncate(fd, 0)
+                            h = Hasher(expected.algorithm)
+                            if start != 0:
+                                raise StoreError(f"{what}: the source resumed at byte {start}, "
+                                                 f"not at {kept} or 0")
+                        os.lseek(fd, h.size, os.SEEK_SET)
+                        if progress is not None:
+                            progress(h.size)
+                        copy_hashed(stream, fd, h, size, progress, stop)
+                    except OSError as e:
+                        raise StoreError(f"{what}: cannot stage blob: "
+                                         f"{e.strerror or e}") from None
+                    finally:
+                        stream.close()
+                try:
+                    os.fsync(fd)
+                except OSError as e:
+                    raise StoreError(f"{what}: cannot write {path}: {e.strerror}") from None
+                try:
+                    verify(expected, size, h.digest(), h.size, what)
+                except DigestMismatchError:
+                    os.ftruncate(fd, 0)
+                    if kept and attempt == 1:
+                        continue  # the kept bytes were not the blob's: once more from 0
+                    os.unlink(path)
+                    path = ""
+                    raise
+                os.chmod(path, 0o644)
+                self.blobs[expected] = self._keep_verified(path, expected)
+                path = ""
+                return
+        finally:
+            with contextlib.suppress(OSError):
+                if path and (not keep or os.fstat(fd).st_size == 0):
+                    os.unlink(path)  # nothing worth keeping
+                    path = ""
+            os.close(fd)  # and with it the lock
+            if not path:  # tmp/partial goes when its last file does
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(self.partial_path(expected)))
+
+    def _claim_partial(self, digest: Digest,
+                       waiting: Callable[[], None] | None) -> tuple[int, str] | None:
+        """The locked partial file of ``digest``, or None once the blob is there."""
+        path = self.partial_path(digest)
+        told = False
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # no tmp/partial (or another writer's rmdir just now)
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                continue
+            if try_flock(fd):
+                st = os.fstat(fd)
+                try:
+                    now = os.stat(path)
+                    current = (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev)
+                except FileNotFoundError:
+                    current = False
+                if current:
+                    if not self.has_blob(digest):
+                        return fd, path
+                    os.unlink(path)  # made just now, after another fetch finished it
+                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.dirname(path))
+                    return None
+                os.close(fd)
+                if self.has_blob(digest):
+                    return None
+                continue  # that file was renamed or removed after we opened it
+            os.close(fd)
+            if self.has_blob(digest):
+                return None
+            if not told and waiting is not None:
+                waiting()  # another fetch is downloading this blob: wait for it
+                told = True
+            time.sleep(PARTIAL_POLL)
 
     def put_bytes(self, data: bytes, *, expected: Digest | None = None,
                   what: str = "blob") -> Digest:

@@ -1,9 +1,10 @@
-"""A small HTTP/1.1 client on :mod:`http.client` and :mod:`ssl`, for podkit's fetchers.
+"""A small HTTP/1.1 client on sockets (and :mod:`ssl` for https), for podkit's fetchers.
 
-Why not ``requests``: importing it (with urllib3, charset detection, idna...)
-costs about 40-80 ms and 13 MB of RSS in every command that talks to a
-registry, and urllib3 sends and reads bodies in 16 KiB pieces.  podkit needs
-little of it, and this module does exactly that little:
+Why not ``requests``, or even :mod:`http.client`: podkit needs little of
+them, and their imports are a good part of a registry command's start-up
+(requests with urllib3 ~40-80 ms and 13 MB; http.client pulls in the 15
+modules of the email package and ssl, ~20 ms from a cold page cache).  This
+module does exactly what podkit needs:
 
 * a thread-safe pool of idle keep-alive connections per (scheme, host, port);
   a connection goes back only after its answer was read to the end, and one
@@ -11,15 +12,19 @@ little of it, and this module does exactly that little:
   request is sent again once on a fresh connection when it failed before any
   byte of an answer;
 * TLS with the caller's :class:`ssl.SSLContext` (one for every host, or one
-  per host from a factory), connect and read timeouts;
+  per host from a factory), connect and read timeouts; :mod:`ssl` is imported
+  only when an ``https`` URL is used;
 * redirects (301, 302, 303, 307, 308) up to a limit, relative ``Location``
   resolved against the current URL, 303 (and 301/302 after a POST) turned
   into a bodiless GET, and ``Authorization`` dropped as soon as a redirect
   leaves the origin (registries send blob GETs to storage backends, which
   must never see registry credentials);
 * request bodies as bytes or sized file-like objects, sent in 1 MiB blocks;
-* responses read in large blocks, with a body shorter than its
-  ``Content-Length`` (or a broken chunked body) detected as an error, and
+* answers parsed as HTTP/1.1 says (status line, at most 100 header fields,
+  ``Content-Length``, ``chunked``, or up to the end of the connection; 1xx
+  answers skipped; no body after HEAD, 204 and 304); bodies read straight
+  into the caller's buffer (:meth:`Response.readinto`), a body shorter than
+  its ``Content-Length`` (or a broken chunked body) detected as an error, and
   ``gzip``/``deflate`` content-encoding undone when asked.
 
 No proxy is used (``HTTP(S)_PROXY`` are ignored, as podkit's requests
@@ -30,14 +35,21 @@ podkit's error classes.
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import json
 import select
-import ssl
+import socket
+import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+
+    ContextSource = ssl.SSLContext | Callable[[str], ssl.SSLContext] | None
 
 __all__ = [
     "BLOCK", "REDIRECTS", "ConnectError", "ConnectTimeout", "Headers", "ReadError",
@@ -54,14 +66,13 @@ DRAIN_MAX = 64 << 10  # an unread rest up to this size is read on close to keep 
 JSON_MAX = 4 << 20
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_LINE = 65536  # longest status line or header field
+MAX_HEADERS = 100
+HEAD_RECV = 65536  # what one recv asks for while a status line and header are read
 # what requests' requote_uri leaves alone: escapes stay, spaces and non-ASCII are quoted
 _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
-# the server closed a kept-alive connection: nothing of an answer arrived
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-          ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 Timeout = float | tuple[float, float]  # seconds, or (connect, read)
-ContextSource = ssl.SSLContext | Callable[[str], ssl.SSLContext] | None
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -112,23 +123,61 @@ class TooManyRedirects(TransportError):
     kind = "TooManyRedirects"
 
 
+class RemoteDisconnected(ConnectionResetError):
+    """The server closed the connection without a byte of an answer."""
+
+
+class ProtocolError(Exception):
+    """An answer that is not HTTP/1.x as it should be."""
+
+
+class BadStatusLine(ProtocolError):
+    pass
+
+
+class LineTooLong(ProtocolError):
+    pass
+
+
+class IncompleteRead(ProtocolError):
+    def __init__(self, missing: int | None = None) -> None:
+        self.missing = missing
+        super().__init__(f"{missing} more bytes expected" if missing else "body ended early")
+
+
+def _ssl_errors() -> tuple[type[BaseException], ...]:
+    """ssl's exception classes, if ssl was imported at all (only https needs it)."""
+    mod = sys.modules.get("ssl")
+    return (mod.SSLError,) if mod is not None else ()
+
+
+def _is_stale(e: BaseException) -> bool:
+    """A kept-alive connection the server closed: nothing of an answer arrived."""
+    if isinstance(e, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return True
+    mod = sys.modules.get("ssl")
+    return mod is not None and isinstance(e, mod.SSLEOFError | mod.SSLZeroReturnError)
+
+
 def _reason(e: BaseException) -> str:
     """The useful words of an exception, without ``[Errno N]`` or ``(_ssl.c:N)``."""
-    if isinstance(e, ssl.SSLCertVerificationError):
+    mod = sys.modules.get("ssl")
+    if mod is not None and isinstance(e, mod.SSLCertVerificationError):
         return f"certificate verify failed: {e.verify_message or e.reason}"
-    if isinstance(e, ssl.SSLError):
+    if mod is not None and isinstance(e, mod.SSLError):
         return str(e.reason or e.strerror or type(e).__name__).replace("_", " ").lower()
-    if isinstance(e, http.client.IncompleteRead):
-        return f"body ended {e.expected} bytes short" if e.expected else "body ended early"
+    if isinstance(e, IncompleteRead):
+        return f"body ended {e.missing} bytes short" if e.missing else "body ended early"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     return str(e) or type(e).__name__
 
 
 def _connect_error(e: BaseException, host: str, timeout: float) -> TransportError:
-    if isinstance(e, ssl.SSLCertVerificationError):
+    mod = sys.modules.get("ssl")
+    if mod is not None and isinstance(e, mod.SSLCertVerificationError):
         return TLSError(_reason(e), verify_failed=True)
-    if isinstance(e, ssl.SSLError):
+    if mod is not None and isinstance(e, mod.SSLError):
         return TLSError(_reason(e))
     if isinstance(e, TimeoutError):
         return ConnectTimeout(f"connecting to {host} timed out ({timeout:g} s)")
@@ -170,6 +219,92 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self.items())!r})"
 
 
+class _Conn:
+    """One connection: its socket, and bytes read from it ahead of their use."""
+
+    __slots__ = ("buf", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __del__(self) -> None:
+        # a pooled connection left at exit is closed quietly (the socket's own finalizer
+        # would format a ResourceWarning first: two system calls per socket); no module
+        # globals here, they may be gone at interpreter shutdown
+        try:  # noqa: SIM105 - contextlib may be torn down already
+            self.sock.close()
+        except Exception:
+            pass
+
+    def readline(self) -> bytes:
+        """A line with its ``\\n`` (longer than MAX_LINE: LineTooLong); b"" at EOF."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i + 1])
+                del self.buf[:i + 1]
+                return line
+            if len(self.buf) > MAX_LINE:
+                raise LineTooLong(f"a line of more than {MAX_LINE} bytes")
+            data = self.sock.recv(HEAD_RECV)
+            if not data:
+                line = bytes(self.buf)
+                self.buf.clear()
+                return line
+            self.buf += data
+
+    def recv_into(self, mv: memoryview) -> int:
+        """Bytes read ahead first, else one recv straight into ``mv``; 0 at EOF."""
+        if self.buf:
+            n = min(len(mv), len(self.buf))
+            mv[:n] = self.buf[:n]
+            del self.buf[:n]
+            return n
+        return self.sock.recv_into(mv)
+
+
+def _read_head(conn: _Conn) -> tuple[int, int, str, list[tuple[str, str]]]:
+    """(HTTP version 10/11, status, reason, header fields) of the next final answer."""
+    while True:
+        line = conn.readline()
+        if not line:
+            raise RemoteDisconnected("the server closed the connection without an answer")
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        parts = text.split(None, 2)
+        if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0"):
+            raise BadStatusLine(f"not an HTTP/1.x status line: {text[:80]!r}")
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise BadStatusLine(f"bad status code {parts[1][:20]!r}") from None
+        if not 100 <= status <= 999:
+            raise BadStatusLine(f"bad status code {status}")
+        fields: list[tuple[str, str]] = []
+        while True:
+            line = conn.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            if len(fields) >= MAX_HEADERS:
+                raise ProtocolError(f"more than {MAX_HEADERS} header fields")
+            field = line.decode("iso-8859-1").rstrip("\r\n")
+            if field[:1] in (" ", "\t"):  # an obsolete folded continuation line
+                if fields:
+                    fields[-1] = (fields[-1][0], f"{fields[-1][1]} {field.strip()}")
+                continue
+            name, sep, value = field.partition(":")
+            if sep and name and name == name.strip():
+                fields.append((name, value.strip()))
+        if 100 <= status < 200 and status != 101:
+            continue  # 100 Continue and friends: the real answer follows
+        return (11 if parts[0] == "HTTP/1.1" else 10), status, \
+            (parts[2] if len(parts) > 2 else ""), fields
+
+
 class Response:
     """One answer, its body streamed from the connection.
 
@@ -179,51 +314,147 @@ class Response:
     announced raises :class:`ReadError` instead of ending quietly.
     """
 
-    def __init__(self, raw: http.client.HTTPResponse, conn: http.client.HTTPConnection,
+    def __init__(self, conn: _Conn, head: tuple[int, int, str, list[tuple[str, str]]],
                  transport: Transport, key: tuple[str, str, int], url: str, method: str,
                  decode: bool = False, read_timeout: float | None = None) -> None:
-        self._raw: http.client.HTTPResponse | None = raw
-        self._conn: http.client.HTTPConnection | None = conn
+        version, status, reason, fields = head
+        self._conn: _Conn | None = conn
         self._transport = transport
         self._key = key
         self._read_timeout = read_timeout
         self.url = url
         self.method = method
-        self.status_code: int = raw.status
-        self.reason: str = raw.reason
-        self.headers = Headers(raw.getheaders())
+        self.status_code: int = status
+        self.reason: str = reason
+        self.headers = Headers(fields)
         self._pending = b""  # bytes read (and decoded) but not handed out yet ...
         self._off = 0  # ... from this offset on
         self._eof = False  # the wire has no more (for the decoder)
         self._decoder: _Decoder | None = None
         if decode and method != "HEAD":
             self._decoder = _Decoder.for_encoding(self.headers.get("Content-Encoding", ""))
+        # how the body ends
+        self._chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        self._chunk_left: int | None = None  # bytes left in the current chunk
+        self._left: int | None = None  # bytes left of a Content-Length body
+        if not self._chunked:
+            try:
+                self._left = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                self._left = None
+            if self._left is not None and self._left < 0:
+                self._left = None
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            self._chunked, self._left = False, 0
+        connection = self.headers.get("Connection", "").lower()
+        self._will_close = "close" in connection or (
+            version == 10 and "keep-alive" not in connection
+            and "Keep-Alive" not in self.headers) or (not self._chunked and self._left is None)
+        self._done = False
+        self._error: TransportError | None = None  # a break, raised after the bytes before it
+        if self._left == 0:
+            self._finish()
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code}] {self.method} {self.url}>"
 
-    # -- reading -----------------------------------------------------------------------
-    def _read_raw(self, n: int) -> bytes:
-        """Up to ``n`` bytes (``n < 0``: all) off the wire; b"" only at the true end."""
-        raw = self._raw
-        if raw is None:
-            return b""
+    # -- the body on the wire ---------------------------------------------------------------
+    def _finish(self) -> None:
+        """The body was read to its end: the connection goes back to the pool (or closes)."""
+        self._done = True
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._will_close or conn.buf:
+            conn.close()
+        else:
+            self._transport._put(self._key, conn)
+
+    def _recv(self, mv: memoryview) -> int:
+        """One step of reading the body into ``mv``: some bytes, or 0 at its end."""
+        conn = self._conn
+        if self._done or conn is None:
+            return 0
+        if self._chunked:
+            if not self._chunk_left:
+                if self._chunk_left == 0:
+                    conn.readline()  # the CRLF after a chunk's data
+                line = conn.readline()
+                if not line:
+                    raise IncompleteRead()
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise ProtocolError("bad chunk size line") from None
+                if size == 0:
+                    while conn.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields
+                    self._finish()
+                    return 0
+                self._chunk_left = size
+            n = conn.recv_into(mv[:self._chunk_left])
+            if not n:
+                raise IncompleteRead()
+            self._chunk_left -= n
+            return n
+        if self._left is None:  # up to the end of the connection
+            n = conn.recv_into(mv)
+            if not n:
+                self._finish()
+            return n
+        if self._left <= 0:
+            self._finish()
+            return 0
+        n = conn.recv_into(mv[:self._left])
+        if not n:
+            raise IncompleteRead(self._left)
+        self._left -= n
+        if not self._left:
+            self._finish()
+        return n
+
+    def _fill(self, b: bytearray | memoryview) -> int:
+        """Fill ``b`` from the body as far as it goes; 0 only at its end.
+
+        When the body breaks off, the bytes that did arrive are handed out
+        first; the error is raised by the next call.
+        """
+        if self._error is not None:
+            raise self._error
+        mv = memoryview(b).cast("B")
+        got = 0
         try:
-            if n < 0:
-                data = raw.read()
-            else:
-                data = raw.read(n)
-                if not data and n and raw.length:  # http.client ends quietly here
-                    raise http.client.IncompleteRead(b"", raw.length)
+            while got < len(mv) and not self._done:
+                n = self._recv(mv[got:])
+                if not n:
+                    break
+                got += n
         except BaseException as e:
             self._discard()
-            if isinstance(e, Exception):
-                raise _read_error(e, self._read_timeout) from None
-            raise
-        if raw.isclosed():
-            self._release()
-        return data
+            if not isinstance(e, Exception):
+                raise
+            self._error = _read_error(e, self._read_timeout)
+            if not got:
+                raise self._error from None
+        return got
 
+    def _read_raw(self, n: int) -> bytes:
+        """Up to ``n`` bytes (``n < 0``: all) off the wire; b"" only at the true end."""
+        if n < 0:
+            parts = []
+            while part := self._read_raw(BLOCK):
+                parts.append(part)
+            return b"".join(parts)
+        if self._left is not None:
+            n = min(n, self._left)  # a small body: no big buffer to allocate and zero
+        if n <= 0 and self._error is None:
+            self._fill(bytearray(0))  # releases a finished connection
+            return b""
+        buf = bytearray(n)
+        got = self._fill(buf)
+        return bytes(buf) if got == n else bytes(memoryview(buf)[:got])
+
+    # -- reading -----------------------------------------------------------------------
     def _take(self, n: int) -> bytes:
         end = len(self._pending) if n < 0 else min(len(self._pending), self._off + n)
         out = self._pending[self._off:end]
@@ -277,10 +508,17 @@ class Response:
         return self._take(n)
 
     def readinto(self, b: bytearray | memoryview) -> int:
-        """Fill ``b`` with what one :meth:`read` gives; the number of bytes."""
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+        """Read up to ``len(b)`` bytes of the body into ``b``; 0 only at the end.
+
+        A body taken as it came (no content-encoding to undo) goes from the
+        socket straight into ``b``: no bytes object per block, no copy.  The
+        buffer is filled unless the body ends first.
+        """
+        if self._pending or self._decoder is not None:
+            data = self.read(len(b))
+            b[:len(data)] = data
+            return len(data)
+        return self._fill(b)
 
     def __iter__(self) -> Iterator[bytes]:
         return self.iter_content(BLOCK)
@@ -312,53 +550,38 @@ class Response:
         return json.loads(self._pending[self._off:])
 
     # -- the connection ------------------------------------------------------------------
-    def _release(self) -> None:
-        raw, conn = self._raw, self._conn
-        self._raw = self._conn = None
-        if conn is None:
-            return
-        if raw is not None and not raw.will_close and raw.isclosed() and not raw.length:
-            self._transport._put(self._key, conn)
-        else:
-            conn.close()
-
     def _discard(self) -> None:
-        raw, conn = self._raw, self._conn
-        self._raw = self._conn = None
-        if raw is not None:
-            raw.close()
+        conn, self._conn = self._conn, None
+        self._done = True
         if conn is not None:
             conn.close()
 
     def close(self) -> None:
         """Done with the body: pool the connection if the rest is small, else close it."""
-        raw = self._raw
-        if raw is None:
+        conn = self._conn
+        if conn is None:
             return
-        if raw.isclosed():
-            self._release()
-            return
-        if raw.will_close or not (raw.chunked or (raw.length is not None
-                                                  and raw.length <= DRAIN_MAX)):
+        if self._will_close or not (self._chunked or (self._left is not None
+                                                      and self._left <= DRAIN_MAX)):
             self._discard()
             return
         try:
-            if self._conn is not None and self._conn.sock is not None:
-                self._conn.sock.settimeout(1.0)  # a stalled rest is not worth waiting for
+            conn.sock.settimeout(1.0)  # a stalled rest is not worth waiting for
+            scratch = bytearray(65536)
             left = DRAIN_MAX
-            while left > 0 and self._raw is not None:
-                got = len(self._read_raw(min(left, 65536)))
+            while left > 0 and not self._done:
+                got = self._fill(memoryview(scratch)[:min(left, len(scratch))])
                 if not got:
                     break
                 left -= got
         except TransportError:
             return  # already discarded
-        if self._raw is not None:
+        if not self._done:
             self._discard()
 
     @property
     def closed(self) -> bool:
-        return self._raw is None
+        return self._conn is None
 
     def __enter__(self) -> Response:
         return self
@@ -435,14 +658,15 @@ def keeps_auth(old: str, new: str) -> bool:
     return a[1] == b[1] and a[0] == "http" and a[2] == 80 and b[0] == "https" and b[2] == 443
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
+def _dropped(conn: _Conn) -> bool:
     """True when an idle connection is unusable: closed, or the peer hung up (readable)."""
     sock = conn.sock
-    if sock is None:
-        return True
+    if conn.buf or sock.fileno() < 0:
+        return True  # bytes nobody asked for, or closed
     try:
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return True  # bytes nobody asked for
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+        if pending is not None and pending():
+            return True
         p = select.poll()
         p.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
         return bool(p.poll(0))
@@ -494,26 +718,33 @@ class _Body:
         self.sent = 0
         return True
 
-    def send(self, conn: http.client.HTTPConnection) -> None:
+    def send(self, sock: socket.socket, head: bytes) -> None:
+        """The request head, then the body (a small one in the same send: no Nagle
+        and delayed-ACK stall between them)."""
         if self.data is None:
-            conn.endheaders()
+            sock.sendall(head)
             return
         if not self.streamed:
-            conn.endheaders(bytes(self.data))
+            data = bytes(self.data)
+            if len(data) <= 65536:
+                sock.sendall(head + data)
+            else:
+                sock.sendall(head)
+                sock.sendall(data)
             self.sent = 1
             return
-        conn.endheaders()
+        sock.sendall(head)
         if hasattr(self.data, "read"):
             while True:
                 block = self.data.read(BLOCK)
                 if not block:
                     return
                 self.sent += len(block)
-                conn.send(block)
+                sock.sendall(block)
         for block in self.data:  # an iterable of bytes
             if block:
                 self.sent += len(block)
-                conn.send(block)
+                sock.sendall(block)
 
 
 class Transport:
@@ -532,11 +763,13 @@ class Transport:
         self.headers = dict(headers or {})
         self.max_redirects = max_redirects
         self.pool_size = pool_size
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._lock = threading.Lock()
 
     # -- pool ----------------------------------------------------------------------------
     def _ssl_context(self, netloc: str) -> ssl.SSLContext:
+        import ssl
+
         if isinstance(self._context, ssl.SSLContext):
             return self._context
         with self._lock:
@@ -547,7 +780,7 @@ class Transport:
                 ctx = self._contexts.setdefault(netloc, ctx)
         return ctx
 
-    def _get(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+    def _get(self, key: tuple[str, str, int]) -> _Conn | None:
         """An idle pooled connection that still looks alive, or None."""
         while True:
             with self._lock:
@@ -557,7 +790,7 @@ class Transport:
                 return conn
             conn.close()
 
-    def _put(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+    def _put(self, key: tuple[str, str, int], conn: _Conn) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < self.pool_size:
@@ -565,22 +798,21 @@ class Transport:
                 return
         conn.close()
 
-    def _new(self, parts: urllib.parse.SplitResult, connect_timeout: float
-             ) -> http.client.HTTPConnection:
-        host, port = parts.hostname or "", parts.port
+    def _new(self, parts: urllib.parse.SplitResult, connect_timeout: float) -> _Conn:
+        scheme = parts.scheme.lower()
+        host, port = parts.hostname or "", parts.port or DEFAULT_PORTS[scheme]
         netloc = parts.netloc.rpartition("@")[2]
-        conn: http.client.HTTPConnection
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout,
-                                               context=self._ssl_context(netloc))
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        sock: socket.socket | None = None
         try:
-            conn.connect()
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self._ssl_context(netloc).wrap_socket(sock, server_hostname=host)
         except Exception as e:
-            conn.close()
+            if sock is not None:
+                sock.close()
             raise _connect_error(e, netloc, connect_timeout) from None
-        return conn
+        return _Conn(sock)
 
     def close(self) -> None:
         """Close the idle connections (those in use close with their responses)."""
@@ -651,39 +883,62 @@ class Transport:
             if conn is None:
                 conn = self._new(parts, connect_timeout)
             try:
-                assert conn.sock is not None
                 conn.sock.settimeout(read_timeout)
-                self._write(conn, method, target, headers, body)
-                raw = conn.getresponse()
+                body.send(conn.sock, _head(method, target, _host_field(key), headers, body))
+                head = _read_head(conn)
             except Exception as e:
                 conn.close()
-                if (attempt == 1 and isinstance(e, _STALE)
+                if (attempt == 1 and _is_stale(e)
                         and (reused or method in IDEMPOTENT) and body.rewind()):
                     continue  # the server closed it, or it broke before answering
                 if isinstance(e, TimeoutError):
                     raise ReadTimeout(f"no answer for {read_timeout:g} s") from None
-                if isinstance(e, OSError | http.client.HTTPException):
+                if isinstance(e, ValueError):  # a message quoting the value: a secret?
+                    raise TransportError("a header name or value is not valid",
+                                         "InvalidHeader") from None
+                if isinstance(e, OSError | ProtocolError):
                     raise ConnectError(_reason(e), type(e).__name__
                                        if not isinstance(e, OSError) else None) from None
-                if isinstance(e, ValueError):  # http.client's message quotes the value:
-                    raise TransportError("a header name or value is not valid",  # a secret?
-                                         "InvalidHeader") from None
                 raise
-            return Response(raw, conn, self, key, url, method, decode, read_timeout)
+            return Response(conn, head, self, key, url, method, decode, read_timeout)
         raise AssertionError("unreachable")
 
-    def _write(self, conn: http.client.HTTPConnection, method: str, target: str,
-               headers: dict[str, str], body: _Body) -> None:
-        names = {k.lower() for k in headers}
-        conn.putrequest(method, target, skip_host="host" in names, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        if "content-length" not in names and "transfer-encoding" not in names:
-            if body.length is not None:
-                conn.putheader("Content-Length", str(body.length))
-            elif body.data is None and method not in ("GET", "HEAD"):
-                conn.putheader("Content-Length", "0")
-            elif body.data is not None:
-                raise TransportError("a streamed request body needs a known length",
-                                     "InvalidBody")
-        body.send(conn)
+
+def _host_field(key: tuple[str, str, int]) -> str:
+    """The ``Host`` of a request to (scheme, host, port): no default port, IPv6 in []."""
+    scheme, host, port = key
+    try:
+        host.encode("ascii")
+    except UnicodeEncodeError:
+        host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+
+
+def _head(method: str, target: str, host: str, headers: Mapping[str, str],
+          body: _Body) -> bytes:
+    """The request line and header fields; ValueError for a name or value that would
+    break the framing (CR, LF, a colon or blanks in a name)."""
+    names = {k.lower() for k in headers}
+    if any(c in target for c in " \r\n\t\0"):
+        raise ValueError("request target")
+    lines = [f"{method} {target} HTTP/1.1"]
+    if "host" not in names:
+        lines.append(f"Host: {host}")
+    for k, v in headers.items():
+        value = str(v)
+        if (not k or any(c in k for c in ":\r\n \t\0") or "\r" in value or "\n" in value
+                or "\0" in value):
+            raise ValueError("header")
+        lines.append(f"{k}: {value}")
+    if "content-length" not in names and "transfer-encoding" not in names:
+        if body.length is not None:
+            lines.append(f"Content-Length: {body.length}")
+        elif body.data is None and method not in ("GET", "HEAD"):
+            lines.append("Content-Length: 0")
+        elif body.data is not None:
+            raise TransportError("a streamed request body needs a known length",
+                                 "InvalidBody")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")

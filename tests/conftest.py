@@ -12,6 +12,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import Podkit
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _accept_anything():  # type: ignore[no-untyped-def]
+    """podkit refuses unsigned images from the network by default; the tests run under
+    a policy that accepts anything (tests/integration/test_trust.py sets its own), with a
+    configuration directory of their own (never /etc/podkit), readable by every user
+    (tests run commands as nobody too)."""
+    import shutil
+    import tempfile
+
+    config = tempfile.mkdtemp(prefix="podkit-test-config-")
+    os.chmod(config, 0o755)
+    policy = os.path.join(config, "accept-anything.json")
+    with open(policy, "w") as f:
+        f.write('{"default": [{"type": "insecureAcceptAnything"}],\n'
+                ' "transports": {"appc": {"": [{"type": "insecureAcceptAnything"}]}}}\n')
+    os.chmod(policy, 0o644)
+    os.environ["PODKIT_POLICY"] = policy
+    os.environ["PODKIT_CONFIG_DIR"] = config
+    yield
+    shutil.rmtree(config, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The test images (see tests/imagekit.py), built once per run."""

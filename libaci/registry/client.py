@@ -9,10 +9,12 @@ on documents, and resumable blob downloads (``Range``).  Credentials are
 asked for through a callback, so they never pass through arguments, logs or
 the store, and error messages never contain them.
 
-HTTP itself goes through :mod:`libaci.transport` (http.client and ssl, pooled
-keep-alive connections shared by the threads of one command), not requests:
-this module is imported by every command that talks to a registry, and
-requests alone costs tens of milliseconds and megabytes there.
+HTTP itself goes through :mod:`libaci.transport` (sockets, and ssl for https,
+pooled keep-alive connections shared by the threads of one command), not
+requests or http.client: this module is imported by every command that talks
+to a registry, and their imports alone cost tens of milliseconds there.  ssl
+is imported only once TLS is needed (a plain-HTTP loopback registry never
+needs it).
 """
 
 from __future__ import annotations
@@ -20,16 +22,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import glob
-import http.client
 import ipaddress
 import os
 import re
-import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
@@ -44,7 +44,6 @@ from libaci.errors import (
     UsageError,
 )
 from libaci.oci import Descriptor
-from libaci.registry.credentials import Credential
 from libaci.transport import (
     BLOCK,
     ConnectError,
@@ -70,7 +69,13 @@ TIMEOUT = (10, 120)  # connect, read
 DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
                    "Accept": "*/*", "Connection": "keep-alive"}
 
-CredentialSource = Callable[[str, str | None], Credential | None]
+if TYPE_CHECKING:
+    import ssl
+
+    from libaci.registry.credentials import Credential
+
+# (host, repository) -> Credential | None
+CredentialSource = Callable[[str, "str | None"], "Credential | None"]
 
 
 @attrs.frozen
@@ -108,6 +113,8 @@ def _cert_dirs(host: str, tls: TLSOptions) -> list[str]:
 
 def _load_client_certs(ctx: ssl.SSLContext, dirs: list[str]) -> None:
     """``NAME.cert`` + ``NAME.key`` pairs in the cert dirs: client certificates."""
+    import ssl
+
     for d in dirs:
         for cert in sorted(glob.glob(os.path.join(d, "*.cert"))):
             key = cert[:-5] + ".key"
@@ -120,6 +127,8 @@ def _load_client_certs(ctx: ssl.SSLContext, dirs: list[str]) -> None:
 
 
 def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
+    import ssl
+
     ctx = ssl.create_default_context()
     if tls.insecure_tls:
         ctx.check_hostname = False
@@ -142,6 +151,8 @@ def _probe_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
     """Only to learn whether ``host`` speaks TLS at all, so: no verification and no CA
     bundle (loading the system's costs ~20 ms and ~3 MB, for nothing when the answer
     is plain HTTP); client certificates as configured, for servers that demand one."""
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -221,7 +232,9 @@ class Registry:
         with self._scheme_lock:  # held through the probe: other threads wait for its answer
             if self._scheme_checked:
                 return
-            if self.tls.allow_http or is_loopback(self.host):
+            if is_loopback(self.host) and self._plain_registry():
+                self.base = f"http://{self.host}"  # no TLS (and no ssl import) needed
+            elif self.tls.allow_http or is_loopback(self.host):
                 # whether it speaks TLS at all; a certificate that does not verify
                 # is reported by the real request (this connection is not kept)
                 probe = Transport(_probe_context(self.host, self.tls), headers=DEFAULT_HEADERS,
@@ -240,6 +253,24 @@ class Registry:
                 finally:
                     probe.close()
             self._scheme_checked = True
+
+    def _plain_registry(self) -> bool:
+        """Does a registry answer plain HTTP here?  Only asked of loopback hosts, first:
+        a registry answers ``/v2/`` (200 or 401) with its API version header; a TLS
+        server answers plain text with an error, or hangs up.  The connection is
+        kept for the requests that follow.  (Hosts that ``--insecure-options=http``
+        allows are asked TLS first: HTTP could be another server on port 80.)"""
+        try:
+            resp = self._transport.request("GET", f"http://{self.host}/v2/", timeout=5,
+                                           follow_redirects=False)
+        except TransportError:
+            return False
+        with resp:
+            if "Docker-Distribution-API-Version" not in resp.headers:
+                return False
+            with contextlib.suppress(TransportError):
+                resp.preload(65536)
+        return True
 
     # -- auth ----------------------------------------------------------------------
     def _credential(self, repository: str | None) -> Credential | None:
@@ -437,9 +468,11 @@ class Registry:
                                           f"{header}, content is {got}")
         return Descriptor(media or mt.OCI_MANIFEST, got, len(raw)), raw
 
-    def open_blob(self, repo: str, desc: Descriptor) -> BinaryIO:
-        """A stream of the blob's bytes that resumes with Range after a broken connection."""
-        return _BlobStream(self, repo, desc)
+    def open_blob(self, repo: str, desc: Descriptor, offset: int = 0) -> BinaryIO:
+        """A stream of the blob's bytes from ``offset`` on, resumed with Range after a broken
+        connection; its ``offset`` attribute says where it really starts (0 when the
+        registry ignores Range: the caller then starts over)."""
+        return _BlobStream(self, repo, desc, offset)  # type: ignore[return-value]
 
     def blob_exists(self, repo: str, digest: Digest, *, scope: str | None = None) -> bool:
         resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", ok=(200, 404),
@@ -592,75 +625,128 @@ class _Limited:
         return pos
 
 
-_TRANSPORT_ERRORS = (TransportError, OSError, http.client.HTTPException)
+_TRANSPORT_ERRORS = (TransportError, OSError)
+
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 
 
 class _BlobStream:
-    """A blob download that resumes with Range after a broken connection."""
+    """A blob download that resumes with Range after a broken connection.
 
-    def __init__(self, reg: Registry, repo: str, desc: Descriptor) -> None:
+    ``offset`` asks for the blob from that byte on (a download kept from an
+    earlier process); the :attr:`offset` property says where the stream
+    really starts: that byte, or 0 when the registry ignored the Range and
+    sent the whole blob (the caller then starts over).  Within the stream, a
+    connection that breaks is resumed from the next byte; a registry that
+    answers that Range with the whole blob has the bytes already handed out
+    skipped (blobs are content-addressed: the same bytes again).
+    """
+
+    def __init__(self, reg: Registry, repo: str, desc: Descriptor, offset: int = 0) -> None:
         self._reg, self._repo, self._desc = reg, repo, desc
-        self._pos = 0
+        self._pos = offset  # the next byte handed out
+        self._start: int | None = None  # where the stream starts (known once open)
         self._resp: Response | None = None
-        self._buf = b""  # the block being handed out, from offset _off on
-        self._off = 0
+        self._skip = 0  # bytes at the head of the current answer that were handed out before
         self._done = False
         self._resumes = 0
+
+    @property
+    def offset(self) -> int:
+        """The blob byte this stream starts at (asks the registry if not asked yet)."""
+        if self._start is None:
+            self._open()
+        assert self._start is not None
+        return self._start
 
     def _open(self) -> Response:
         # identity: the bytes as stored, so that digests and Range offsets hold
         headers = {"Accept-Encoding": "identity"}
-        if self._pos:
+        ranged = self._pos > 0
+        if ranged:
             headers["Range"] = f"bytes={self._pos}-"
+        what = f"blob {self._desc.digest}"
         resp = self._reg.request("GET", f"/v2/{self._repo}/blobs/{self._desc.digest}",
                                  scope=f"repository:{self._repo}:pull", stream=True,
-                                 ok=(200, 206), headers=headers, decode=False,
-                                 what=f"blob {self._desc.digest}")
-        if self._pos and resp.status_code != 206:
-            resp.close()  # no Range support: start over is not possible mid-stream
-            raise FetchError(f"blob {self._desc.digest}: registry cannot resume a download")
+                                 ok=(200, 206, 416) if ranged else (200,), headers=headers,
+                                 decode=False, what=what)
+        if resp.status_code == 416 or (ranged and resp.status_code == 200):
+            # the registry cannot (or will not) serve that range
+            if self._start is not None and resp.status_code == 200:
+                self._skip = self._pos  # mid-stream: drop what was handed out already
+            elif resp.status_code == 416:
+                resp.close()
+                if self._start is not None:
+                    raise FetchError(f"{what}: registry refused to resume at byte {self._pos}")
+                self._pos = 0  # a kept download it will not continue: start over
+                return self._open()
+            else:
+                self._pos = 0  # the whole blob from byte 0: the caller starts over
+        elif resp.status_code == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m is not None and int(m.group(1)) != self._pos:
+                resp.close()
+                raise FetchError(f"{what}: asked for bytes from {self._pos} on, "
+                                 f"the registry sent them from {m.group(1)}")
+        if self._start is None:
+            self._start = self._pos
         self._resp = resp
         return resp
 
-    def _chunk(self, n: int) -> bytes:
-        """Up to ``n`` bytes: the rest of the current block, or the next one."""
-        while self._off >= len(self._buf):
-            if self._done:
-                return b""
-            resp = self._resp or self._open()
+    def _drop_skipped(self, resp: Response, buf: memoryview) -> None:
+        while self._skip:
+            n = resp.readinto(buf[:min(len(buf), self._skip)])
+            if not n:
+                raise FetchError(f"blob {self._desc.digest}: the answer ended before byte "
+                                 f"{self._pos}")
+            self._skip -= n
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        """Fill ``b`` with the next bytes of the blob (fewer only at its end); 0 at the end."""
+        mv = memoryview(b).cast("B")
+        if not len(mv):
+            return 0
+        while not self._done:
             try:
-                self._buf, self._off = resp.read(BLOCK), 0
+                resp = self._resp or self._open()
+                if self._skip:
+                    self._drop_skipped(resp, mv)
+                n = resp.readinto(mv)
             except _TRANSPORT_ERRORS as e:
+                self.close()
                 if self._resumes >= 3:
                     raise FetchError(f"blob {self._desc.digest}: download broke at byte "
                                      f"{self._pos}: {_short(e)}") from None
                 self._resumes += 1
-                self.close()
-                self._buf, self._off = b"", 0
                 continue
-            if not self._buf:
+            except BaseException:
+                self.close()
+                raise
+            if not n:
                 self._done = True
                 self.close()
-                return b""
-        if self._off == 0 and n >= len(self._buf):
-            out = self._buf  # the usual case: a whole block, no copy
-        else:
-            out = self._buf[self._off:self._off + n]
-        self._off += len(out)
-        self._pos += len(out)
-        return out
+                return 0
+            self._pos += n
+            return n
+        return 0
 
     def read(self, n: int = -1) -> bytes:
         """``n`` bytes (fewer only at the end); the whole rest for ``n < 0``."""
-        want = (1 << 62) if n is None or n < 0 else n
-        parts = []
-        while want > 0:
-            part = self._chunk(want)
-            if not part:
+        if n is None or n < 0:
+            parts = []
+            while part := self.read(BLOCK):
+                parts.append(part)
+            return b"".join(parts)
+        buf = bytearray(n)
+        got = 0
+        while got < n:
+            k = self.readinto(memoryview(buf)[got:])
+            if not k:
                 break
-            parts.append(part)
-            want -= len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            got += k
+        del buf[got:]
+        return bytes(buf)
 
     def close(self) -> None:
         if self._resp is not None:

@@ -11,14 +11,28 @@ no Docker reference has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
+from libaci.digest import Digest
 from libaci.errors import UsageError
 from libaci.platform import Wanted, host_platform
 from libaci.progress import QUIET, Sink
 from libaci.store import Store
+
+
+class AciCheck(Protocol):
+    """The signature check of one ACI download (see FetchOptions.verify_aci)."""
+
+    def wrap(self, stream: Any) -> Any:
+        """The download stream, as read: the check sees the bytes as served."""
+
+    def check(self, info: Any) -> None:
+        """The ACI (a libaci.aci.AciInfo) was read whole: refuse it by raising."""
+
+    def close(self) -> None:
+        """Done, whatever happened."""
 
 
 @attrs.frozen
@@ -33,6 +47,14 @@ class FetchOptions:
     credentials: Any = None
     pull_policy: str = "update"  # never | new | update, as rkt
     extract: bool = False  # extract the layers now (before publishing), not at first use
+    # the trust policy (stage0.trust), asked before an image is published:
+    # verify(source, signed manifest digest, its bytes) for OCI/Docker images
+    # (``source`` as in the image's io.podkit.image.source annotation; the digest
+    # is the index's when the image was picked from one) raises to refuse it;
+    # verify_aci(url, signature URL, HTTP client) starts the check of an ACI
+    # downloaded from ``url`` (None: nothing to check).  None: no checks.
+    verify: Callable[[str, Digest, bytes], None] | None = None
+    verify_aci: Callable[[str, str, Any], AciCheck | None] | None = None
 
     def say(self, msg: str) -> None:
         self.progress.message(msg)

@@ -17,10 +17,20 @@ turned into ``.aci.asc``, also kept on the image descriptor as
   ``If-Modified-Since`` and a ``304 Not Modified`` reuses the stored image;
 * ``new``: a URL fetched before whose image is still in the store is not asked;
 * ``never``: only the store; a URL never fetched is a not-found error.
+
+Downloads resume: the body is asked for without content-encoding, and when
+it breaks off it is asked for again from the next byte (``Range`` with
+``If-Range``, see :class:`libaci.http.Body`); the bytes of a fetch that
+fails or is killed are kept in ``tmp/partial/url-<hash>`` and the next fetch
+of the URL continues them (see :class:`_Kept`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -30,7 +40,8 @@ import attrs
 
 from libaci.appc import ImageManifest, parse_image_manifest
 from libaci.digest import Digest
-from libaci.errors import ImageError, NotFoundError, UsageError
+from libaci.errors import FetchError, ImageError, NotFoundError, StoreError, UsageError
+from libaci.fsutil import atomic_write, flocked, try_flock
 from libaci.names import appc_store_name
 from libaci.reference import parse_appc_name
 from libaci.sources import Fetched, FetchOptions
@@ -39,6 +50,7 @@ from libaci.store import ANN_ACI_MANIFEST, ImageRecord, Store
 
 if TYPE_CHECKING:
     from libaci.http import HttpClient
+    from libaci.transport import Response
 
 __all__ = ["ANN_SIGNATURE_URL", "Remote", "fetch", "fetch_url", "lookup", "parse_cache_control",
            "record", "reuse", "signature_url", "stored_manifest"]
@@ -214,13 +226,18 @@ def _fetch_url(store: Store, url: str, options: FetchOptions, signature: str | N
             headers["If-Modified-Since"] = remote.last_modified
     own = client is None
     client = client or HttpClient(tls, credentials=options.credentials)
-    try:
-        resp = client.get(url, headers=headers, ok=(200, 304) if headers else (200,))
-        with resp:
+    with contextlib.ExitStack() as held:
+        kept = _claim(store, url, held) if store.exists() else None
+        if kept is not None:
+            headers.update(kept.range_headers())
+        try:
+            resp = client.get(url, headers={**headers, "Accept-Encoding": "identity"},
+                              ok=(200, 206, 304))
             max_age, keep = parse_cache_control(resp.headers.get("Cache-Control"))
             etag = resp.headers.get("ETag") if keep else None
             modified = resp.headers.get("Last-Modified") if keep else None
             if resp.status_code == 304 and rec is not None and remote is not None:
+                resp.close()
                 options.say(f"{url}: not modified")
                 fetched = reuse(store, rec, options, check)
                 record(store, attrs.evolve(remote, etag=etag or remote.etag,
@@ -228,13 +245,190 @@ def _fetch_url(store: Store, url: str, options: FetchOptions, signature: str | N
                                            max_age=max_age, download_time=now,
                                            signature_url=sig))
                 return fetched
-            options.say(f"Downloading {url}")
-            fetched = import_aci(store, Body(resp, url), options, source=url,
-                                 annotations={ANN_SIGNATURE_URL: sig},
-                                 check=None if check is None else
-                                 (lambda info: check(info.manifest)))
-    finally:
-        if own:
-            client.close()
+            if resp.status_code == 304:
+                resp.close()
+                raise FetchError(f"{url}: HTTP 304 to a request that was not conditional")
+            if kept is None:
+                store.ensure()
+                kept = _claim(store, url, held)
+            start = kept.begin(resp) if kept is not None else 0
+            if resp.status_code == 206 and start == 0:
+                resp.close()
+                raise FetchError(f"{url}: the server sent a range that was not asked for")
+            options.say(f"Downloading {url}" + (f" (from byte {start} on)" if start else ""))
+            body = Body(resp, url, client=client, url=url, start=start)
+            src = kept.reader(body) if kept is not None else body
+            try:
+                # the trust policy: its check fetches the .asc first and sees the
+                # bytes as served; it refuses the image before it is published
+                session = (options.verify_aci(url, sig, client)
+                           if options.verify_aci is not None else None)
+                if session is not None:
+                    held.callback(session.close)
+                    src = session.wrap(src)
+
+                def checks(info: Any) -> None:
+                    if check is not None:
+                        check(info.manifest)
+                    if session is not None:
+                        session.check(info)
+
+                fetched = import_aci(store, src, options, source=url,
+                                     annotations={ANN_SIGNATURE_URL: sig},
+                                     check=None if check is None and session is None
+                                     else checks)
+            except (FetchError, KeyboardInterrupt):
+                raise  # the bytes downloaded so far stay for the next try
+            except BaseException:
+                if kept is not None:
+                    kept.drop()  # they are not an image
+                raise
+            finally:
+                body.close()
+            if kept is not None:
+                kept.drop()
+        finally:
+            if own:
+                client.close()
     record(store, Remote(url, fetched.image_id, sig, etag, modified, max_age, now))
     return fetched
+
+
+# -- downloads kept across an interruption -------------------------------------------
+
+def _claim(store: Store, url: str, held: contextlib.ExitStack) -> _Kept | None:
+    """The kept download of ``url``, locked (None if another fetch is using it).
+
+    The store's gc lock is held (shared) from here on, as by every writer, so
+    that gc never removes the file while it is being written.
+    """
+    held.enter_context(flocked(store.lock_path("gc.lock"), exclusive=False))
+    kept = _Kept.claim(store, url)
+    if kept is not None:
+        held.callback(kept.release)
+    return kept
+
+
+class _Kept:
+    """The first bytes of a URL, kept in ``tmp/partial`` when its download is interrupted.
+
+    ``tmp/partial/url-<sha256 of the URL>`` holds them as the server sent them
+    (asked for without content-encoding), ``...json`` the validator (a strong ETag,
+    else Last-Modified) they came with.  The next fetch asks for the rest with
+    ``Range`` and ``If-Range``: a 206 continues the kept bytes (which are read
+    again, ahead of the new ones, through the same import), a 200 (the resource
+    changed, or the server ignores ranges) starts over.  The file is flocked
+    while in use, so two fetches of one URL never write it both.
+    """
+
+    def __init__(self, path: str, fd: int, size: int, validator: str | None) -> None:
+        self.path, self.fd, self.size, self.validator = path, fd, size, validator
+
+    @classmethod
+    def claim(cls, store: Store, url: str) -> _Kept | None:
+        key = hashlib.sha256(url.encode()).hexdigest()
+        path = store.path("tmp", "partial", f"url-{key}")
+        while True:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # tmp/partial removed just now by its last user
+                continue
+            if not try_flock(fd):
+                os.close(fd)
+                return None  # another fetch of this URL: download without keeping
+            st = os.fstat(fd)
+            try:
+                now = os.stat(path)
+                if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # removed by the fetch that had it: take the new one
+        try:
+            with open(path + ".json", "rb") as f:
+                meta = json.load(f)
+            validator = meta["validator"] if meta.get("url") == url else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            validator = None
+        size = os.fstat(fd).st_size
+        if not isinstance(validator, str) or not validator:
+            validator = None
+        return cls(path, fd, size, validator)
+
+    def range_headers(self) -> dict[str, str]:
+        if not self.size or self.validator is None:
+            return {}
+        return {"Range": f"bytes={self.size}-", "If-Range": self.validator}
+
+    def begin(self, resp: Response) -> int:
+        """Where ``resp``'s body starts: after the kept bytes if it continues them, else 0
+        (they are dropped, and the validator of this answer is remembered)."""
+        from libaci.http import range_start, resume_validator
+
+        validator = resume_validator(resp)
+        if (resp.status_code == 206 and self.size and validator == self.validator
+                and range_start(resp) == self.size):
+            return self.size
+        os.ftruncate(self.fd, 0)
+        self.size = 0
+        self.validator = validator
+        meta = self.path + ".json"
+        if validator is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(meta)
+        else:
+            atomic_write(meta, json.dumps({"url": resp.url, "validator": validator}).encode(),
+                         mode=0o600)
+        return 0
+
+    def reader(self, body: Any) -> _KeptReader:
+        return _KeptReader(self, body)
+
+    def drop(self) -> None:
+        """Done with it (the image is in, or the bytes were no image)."""
+        os.ftruncate(self.fd, 0)
+
+    def release(self) -> None:
+        """Unlock it; an empty one (nothing to resume) is removed first."""
+        try:
+            if os.fstat(self.fd).st_size == 0:
+                for p in (self.path + ".json", self.path):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(p)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(self.path))  # the last one takes tmp/partial
+        finally:
+            os.close(self.fd)
+
+
+class _KeptReader:
+    """The kept bytes, then the body's; the body's are appended to the kept file as they
+    pass (unless there is no validator to resume them with)."""
+
+    def __init__(self, kept: _Kept, body: Any) -> None:
+        self._kept, self._body = kept, body
+        self._end = kept.size  # kept bytes to hand out first
+        self._pos = 0
+        self._keep = kept.validator is not None
+
+    def read(self, n: int = -1) -> bytes:
+        fd = self._kept.fd
+        if self._pos < self._end:
+            want = self._end - self._pos if n is None or n < 0 else min(n, self._end - self._pos)
+            data = os.pread(fd, want, self._pos)
+            if not data:
+                raise StoreError(f"{self._kept.path}: the kept download shrank")
+            self._pos += len(data)
+            return data
+        data = self._body.read(n)
+        if data and self._keep:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.pwrite(fd, view, self._pos + len(data) - len(view)):]
+            except OSError as e:
+                raise StoreError(f"cannot keep the download in {self._kept.path}: "
+                                 f"{e.strerror}") from None
+        self._pos += len(data)
+        return data

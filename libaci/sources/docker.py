@@ -3,7 +3,8 @@
 The manifest is fetched with every manifest type in Accept (never letting
 the registry fall back to schema1), checked against the requested digest,
 and handed with a blob opener to the shared OCI import, which picks the
-platform, streams the layers (several at once, resumable) and verifies them.
+platform, streams the layers (several at once, resumable with ``Range`` within
+the process and across a killed one) and verifies them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from libaci import names as naming
 from libaci.errors import NotFoundError, UsageError
 from libaci.oci import Descriptor
 from libaci.reference import parse_docker_reference
-from libaci.registry import blobcache
 from libaci.registry.client import Registry, TLSOptions, api_host
 from libaci.sources import Fetched, FetchOptions
-from libaci.sources.oci_import import import_manifest
 from libaci.store import Store
 from libaci.store import image_id_to_digest as image_digest
 
@@ -48,6 +47,8 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
     if top.media_type in mt.MANIFEST_TYPES and store.exists():
         have = next((r for r in store.images() if r.descriptor.digest == top.digest), None)
         if have is not None:  # unchanged since the last fetch: nothing to download
+            if options.verify is not None:  # the trust policy, as for a new image
+                options.verify(f"docker://{name}", top.digest, raw)
             if not set(names) <= set(have.names):
                 store.add_image(have.descriptor, names)
             options.say(f"{name}: image is up to date")
@@ -62,8 +63,16 @@ def fetch(store: Store, rest: str, options: FetchOptions) -> Fetched:
             return io.BytesIO(data)
         return reg.open_blob(repo, desc)
 
+    def ranged(desc: Descriptor, offset: int) -> BinaryIO:
+        return reg.open_blob(repo, desc, offset)
+
+    # only a fetch that downloads needs these (a warm re-fetch stops above)
+    from libaci.registry import blobcache
+    from libaci.sources.oci_import import import_manifest
+
     with store.writing() as staging:
-        result = import_manifest(staging, opener, top, names, options, f"docker://{name}")
+        result = import_manifest(staging, opener, top, names, options, f"docker://{name}",
+                                 ranged=ranged)
     manifest = store.manifest(image_digest(result.image_id))
     blobcache.record(store, [str(d.digest) for d in (manifest.config, *manifest.layers)],
                      f"{reg.host}/{repo}")

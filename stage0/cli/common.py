@@ -173,7 +173,7 @@ def add_registry_options(p: argparse.ArgumentParser) -> None:
     """Options of every command that talks to registries (as rkt and skopeo name them)."""
     p.add_argument("--insecure-options", metavar="LIST", default="",
                    help="comma-separated: tls (do not verify certificates), http (allow plain "
-                        "HTTP to any host), image (skip signature checks), all-fetch, all")
+                        "HTTP to any host), image (do not verify signatures), all-fetch, all")
     p.add_argument("--cert-dir", metavar="DIR",
                    help="CA certificates (*.crt) and client certificates (*.cert/*.key) for "
                         "the registry (default /etc/containers/certs.d/HOST)")
@@ -182,10 +182,8 @@ def add_registry_options(p: argparse.ArgumentParser) -> None:
                         "~/.docker/config.json)")
 
 
-def registry_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """(TLSOptions, credentials callback) from the registry options."""
-    from libaci.registry.client import TLSOptions
-
+def insecure_options(args: argparse.Namespace) -> set[str]:
+    """The checks ``--insecure-options`` skips (all-fetch and all expanded)."""
     insecure = {x.strip() for x in args.insecure_options.split(",") if x.strip()}
     unknown = insecure - set(INSECURE_OPTIONS)
     if unknown:
@@ -193,6 +191,24 @@ def registry_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                          f"(known: {', '.join(INSECURE_OPTIONS)})")
     if insecure & {"all-fetch", "all"}:
         insecure |= {"tls", "http", "image"}
+    return insecure
+
+
+def add_trust_options(p: argparse.ArgumentParser) -> None:
+    """Where the verification policy and registries.d are (podkit-verify(1))."""
+    p.add_argument("--policy", metavar="FILE",
+                   help="the verification policy (default $PODKIT_POLICY, "
+                        "~/.config/podkit/policy.json, then /etc/podkit/policy.json)")
+    p.add_argument("--registries-dir", metavar="DIR",
+                   help="registries.d: where lookaside signatures are (default "
+                        "~/.config/containers/registries.d or /etc/containers/registries.d)")
+
+
+def registry_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(TLSOptions, credentials callback) from the registry options."""
+    from libaci.registry.client import TLSOptions
+
+    insecure = insecure_options(args)
     tls = TLSOptions(cert_dir=args.cert_dir, insecure_tls="tls" in insecure,
                      allow_http="http" in insecure)
     authfile = args.authfile

@@ -36,6 +36,7 @@ def build() -> argparse.ArgumentParser:
                    help="extract the layers now (by default the first render or run does, "
                         "once per layer)")
     common.add_registry_options(p)
+    common.add_trust_options(p)
     common.add_progress_options(p)
     return p
 
@@ -51,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--name needs exactly one source")
     store = common.store_of(args)
     tls, credentials = common.registry_settings(args)
+    from stage0.trust import fetch_hooks
+
+    progress = common.progress_sink(args)
     opts = FetchOptions(platform=wanted(args.os_name, args.arch, args.variant), name=args.name,
-                        progress=common.progress_sink(args), tls=tls,
+                        progress=progress, tls=tls,
                         credentials=credentials, pull_policy=args.pull_policy,
-                        extract=args.extract)
+                        extract=args.extract,
+                        **fetch_hooks(args, store, tls=tls, credentials=credentials, prog=PROG,
+                                      sources=sources, say=progress.message))
     for src in sources:
         result = fetch(store, src, opts)
         common.emit(result.image_id)

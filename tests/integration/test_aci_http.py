@@ -17,6 +17,7 @@ import io
 import json
 import os
 import random
+import re
 import ssl
 import tarfile
 import threading
@@ -42,6 +43,10 @@ class Route:
     fail: list[int] = field(default_factory=list)  # statuses to answer first, one each
     short_by: int = 0  # announce this many bytes more than sent, then hang up
     basic: str | None = None  # "user:password" required
+    ranges: bool = True  # answer "Range: bytes=N-" (with If-Range) with 206
+    cuts: list[int] = field(default_factory=list)  # cut the next answers after n bytes
+    hold: threading.Event | None = None  # ranged requests wait until it is set ...
+    drop_held: bool = False  # ... and are then dropped unanswered when this is true
 
 
 @dataclass
@@ -144,7 +149,25 @@ class Site:
                  length=len(route.body) + route.short_by)
             h.close_connection = True
             return
-        send(route.status, route.body, meta)
+        status, body = route.status, route.body
+        m = re.fullmatch(r"bytes=(\d+)-", headers.get("range", ""))
+        if m and route.ranges and status == 200:
+            if route.hold is not None:
+                route.hold.wait(60)
+                if route.drop_held:  # its client is gone: no answer, no hit
+                    h.close_connection = True
+                    return
+            start = int(m.group(1))
+            if_range = headers.get("if-range")
+            if start < len(body) and if_range in (None, route.etag, route.last_modified):
+                meta["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+                status, body = 206, body[start:]
+        if route.cuts:  # the whole length announced, part of it sent, then hang up
+            send(status, body[:route.cuts.pop(0)], meta, length=len(body))
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        send(status, body, meta)
 
 
 # -- images ---------------------------------------------------------------------------
@@ -409,13 +432,116 @@ def test_failures_leave_the_store_unchanged(podkit, store, site, ca, acis, route
     r = podkit.fail("fetch", site.url("/bad.aci"), *cert(ca), status=status, match=match)
     assert site.url("/bad.aci") in r.stderr
     assert store_state(store) == before
-    assert os.listdir(os.path.join(store, "tmp")) in ([], ["verified"])
+    assert os.listdir(os.path.join(store, "tmp")) in ([], ["verified"])  # nothing kept
 
 
 def test_5xx_is_retried(podkit, site, ca, acis):
     site.add("/app.aci", acis["v1.gz"], fail=[503, 502])
     assert fetch(podkit, site.url("/app.aci"), *cert(ca)) == image_id(acis["v1"])
     assert [h.status for h in site.hits] == [503, 502, 200]
+
+
+# -- interrupted downloads: resumed with Range ------------------------------------------
+
+def partial_of(store: str, url: str) -> str:
+    return os.path.join(store, "tmp", "partial",
+                        "url-" + hashlib.sha256(url.encode()).hexdigest())
+
+
+def test_a_broken_download_resumes_with_range(podkit, store, site, ca, acis):
+    body = acis["v1.gz"]
+    half = len(body) // 2
+    site.add("/app.aci", body, etag='"v1"', cuts=[half])
+    assert fetch(podkit, site.url("/app.aci"), *cert(ca)) == image_id(acis["v1"])
+    assert [(h.status, h.headers.get("range"), h.headers.get("if-range"))
+            for h in site.hits] == [(200, None, None), (206, f"bytes={half}-", '"v1"')]
+    assert not os.path.exists(os.path.join(store, "tmp", "partial"))
+
+
+def test_a_server_that_ignores_range_has_the_read_part_skipped(podkit, site, ca, acis):
+    site.add("/app.aci", acis["v1.gz"], last_modified="Mon, 01 Jan 2024 00:00:00 GMT",
+             ranges=False, cuts=[len(acis["v1.gz"]) // 3])
+    assert fetch(podkit, site.url("/app.aci"), *cert(ca)) == image_id(acis["v1"])
+    assert [(h.status, bool(h.headers.get("range"))) for h in site.hits] == [
+        (200, False), (200, True)]
+
+
+def test_a_download_without_validator_is_not_resumed(podkit, store, site, ca, acis):
+    site.add("/app.aci", acis["v1.gz"], cuts=[1000])  # no ETag, no Last-Modified
+    podkit.fail("fetch", site.url("/app.aci"), *cert(ca), status=1,
+                match="download broke off after 1000 bytes")
+    assert [h.headers.get("range") for h in site.hits] == [None]
+    assert not os.path.exists(os.path.join(store, "tmp", "partial"))  # nothing to resume
+
+
+def _kill_half_way(podkit, site, route, url: str, ca) -> str:  # type: ignore[no-untyped-def]
+    """podkit-fetch ``url`` and SIGKILL it while it waits for the rest of a body that
+    broke off half-way; returns the kept file."""
+    import signal
+    import subprocess
+    import time
+
+    from helpers import TOOLS
+
+    half = len(route.body) // 2
+    route.cuts = [half]
+    route.hold = threading.Event()  # the resumed request waits
+    part = partial_of(podkit.store, url)
+    p = subprocess.Popen([os.path.join(TOOLS, "podkit-fetch"), "--store", podkit.store, url,
+                          *cert(ca)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(part) and os.path.getsize(part) == half):
+            assert p.poll() is None, "the fetch ended before it was killed"
+            assert time.monotonic() < deadline, "the download never got half-way"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    hold, route.hold, route.drop_held = route.hold, None, True
+    hold.set()  # the killed fetch's request goes away unanswered
+    site.hits.clear()
+    return part
+
+
+def test_a_killed_download_resumes_in_the_next_fetch(podkit, store, site, ca, acis):
+    route = site.add("/app.aci", acis["v1.gz"], etag='"v1"')
+    url = site.url("/app.aci")
+    part = _kill_half_way(podkit, site, route, url, ca)
+    half = len(acis["v1.gz"]) // 2
+    assert os.path.getsize(part) == half
+    assert fetch(podkit, url, *cert(ca)) == image_id(acis["v1"])
+    assert [(h.status, h.headers.get("range"), h.headers.get("if-range"))
+            for h in site.hits] == [(206, f"bytes={half}-", '"v1"')]
+    assert not os.path.exists(part) and not os.path.exists(part + ".json")
+    podkit.ok("render", image_id(acis["v1"]), str(store) + "-rootfs")
+
+
+def test_a_kept_download_of_an_image_that_changed_starts_over(podkit, site, ca, acis):
+    route = site.add("/app.aci", acis["v1.gz"], etag='"v1"')
+    url = site.url("/app.aci")
+    part = _kill_half_way(podkit, site, route, url, ca)
+    route.body, route.etag = acis["v2.gz"], '"v2"'  # a new version meanwhile
+    got = fetch(podkit, url, *cert(ca))
+    assert got == image_id(make_aci_v2(acis))
+    assert [(h.status, h.headers.get("if-range")) for h in site.hits] == [(200, '"v1"')]
+    assert not os.path.exists(part)
+
+
+def make_aci_v2(acis: dict[str, bytes]) -> bytes:
+    return gzip.decompress(acis["v2.gz"])
+
+
+def test_gc_removes_a_kept_download(podkit, site, ca, acis):
+    route = site.add("/app.aci", acis["v1.gz"], etag='"v1"')
+    url = site.url("/app.aci")
+    part = _kill_half_way(podkit, site, route, url, ca)
+    podkit.ok("gc")
+    assert not os.path.exists(part)
+    assert fetch(podkit, url, *cert(ca)) == image_id(acis["v1"])
+    assert [h.headers.get("range") for h in site.hits] == [None]
 
 
 def test_redirects_are_followed_and_limited(podkit, store, site, ca, acis):

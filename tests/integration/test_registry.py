@@ -296,3 +296,133 @@ def test_killed_fetch_resumes_without_refetching_finished_layers(podkit, fault_s
                 if r.method == "GET" and r.path.endswith(layer["digest"])]
         # after the kill, finished layers were not downloaded again; only the slow one was
         assert len(gets) == (1 if layer["digest"] == digest else 0), layer["digest"]
+
+
+# --- interrupted downloads: resumed with Range, across a killed process -------------------
+
+def _big_image(registry, repo: str, work: str, size: int = 8 << 20) -> tuple[str, str, int]:
+    """An image with one incompressible layer of ``size`` bytes, pushed as ``repo:1``;
+    returns (manifest digest, layer digest, layer size)."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("big.bin")
+        ti.size, ti.mtime = size, 1704067200
+        tf.addfile(ti, io.BytesIO(os.urandom(size)))
+    tar = raw.getvalue()
+    layer = gzip.compress(tar, compresslevel=1, mtime=0)
+    layout = os.path.join(work, "big-layout")
+    os.makedirs(os.path.join(layout, "blobs", "sha256"))
+
+    def put(data: bytes, media_type: str) -> dict:
+        h = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(layout, "blobs", "sha256", h), "wb") as f:
+            f.write(data)
+        return {"mediaType": media_type, "digest": f"sha256:{h}", "size": len(data)}
+
+    config = {"architecture": "amd64", "os": "linux", "config": {},
+              "rootfs": {"type": "layers",
+                         "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]}}
+    ldesc = put(layer, "application/vnd.oci.image.layer.v1.tar+gzip")
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": put(json.dumps(config).encode(),
+                              "application/vnd.oci.image.config.v1+json"),
+                "layers": [ldesc]}
+    mdesc = put(json.dumps(manifest).encode(), manifest["mediaType"])
+    mdesc["annotations"] = {"org.opencontainers.image.ref.name": "big"}
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [mdesc]}, f)
+    pushed = registry.push_with_skopeo(f"oci:{layout}:big", f"{repo}:1", "--preserve-digests")
+    assert pushed == mdesc["digest"]
+    return mdesc["digest"], ldesc["digest"], ldesc["size"]
+
+
+def _kill_half_way(podkit, fault_server, ref: str, digest: str, half: int) -> str:
+    """Start podkit-fetch of ``ref`` through the proxy, let the layer ``digest`` break off
+    after ``half`` bytes, hold the resumed request, and SIGKILL the fetch meanwhile.
+    Returns the partial file the killed fetch left."""
+    import itertools
+    import signal
+    import time
+
+    from helpers import TOOLS
+
+    later = itertools.count()
+    hold = fault_server.delay(f"/blobs/{digest}$", 60, methods=["GET"])
+    # not the first GET (it is the one cut short), every one after it: the resume waits
+    hold.match = lambda path: path.endswith(digest) and next(later) >= 1
+    fault_server.truncate(f"/blobs/{digest}$", half, times=1)
+    part = os.path.join(podkit.store, "tmp", "partial", digest.replace(":", "-"))
+    p = subprocess.Popen([os.path.join(TOOLS, "podkit-fetch"), "--store", podkit.store,
+                          f"docker://{fault_server.addr}/{ref}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(part) and os.path.getsize(part) == half):
+            assert p.poll() is None, "the fetch ended before it was killed"
+            assert time.monotonic() < deadline, "the layer never got half-way"
+            time.sleep(0.05)
+        time.sleep(0.2)  # it is waiting for the resumed answer now
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    fault_server.reset()
+    return part
+
+
+def test_fetch_killed_half_way_through_a_layer_resumes_it_with_range(
+        podkit, fault_server, registry, repo, tmp_path):
+    image, layer, size = _big_image(registry, repo, str(tmp_path))
+    half = size // 2
+    part = _kill_half_way(podkit, fault_server, f"{repo}:1", layer, half)
+    assert os.path.getsize(part) == half  # what the killed fetch had downloaded
+    assert podkit.ok("fetch", f"docker://{fault_server.addr}/{repo}:1").split() == [image]
+    gets = [r for r in fault_server.requests if r.method == "GET" and r.path.endswith(layer)]
+    # one request for the rest: from where the killed fetch stopped, not from byte 0
+    assert [(r.headers.get("Range"), r.status) for r in gets] == [(f"bytes={half}-", 206)]
+    with open(os.path.join(podkit.store, "blobs", "sha256", layer[7:]), "rb") as f:
+        assert "sha256:" + __import__("hashlib").sha256(f.read()).hexdigest() == layer
+    assert not os.path.exists(os.path.dirname(part))  # nothing partial left
+    podkit.ok("render", image, str(tmp_path / "rootfs"))  # the diff ID checks out too
+    assert os.path.getsize(tmp_path / "rootfs" / "big.bin") == 8 << 20
+
+
+def test_gc_removes_interrupted_downloads(podkit, fault_server, registry, repo, tmp_path):
+    image, layer, size = _big_image(registry, repo, str(tmp_path), size=4 << 20)
+    part = _kill_half_way(podkit, fault_server, f"{repo}:1", layer, size // 3)
+    podkit.ok("gc")
+    assert not os.path.exists(part)
+    assert podkit.ok("fetch", f"docker://{fault_server.addr}/{repo}:1").split() == [image]
+    gets = [r for r in fault_server.requests if r.method == "GET" and r.path.endswith(layer)]
+    assert [r.headers.get("Range") for r in gets] == [None]  # from byte 0 again
+
+
+def test_two_fetches_of_one_image_download_each_layer_once(podkit, fault_server, registry,
+                                                          repo, tmp_path):
+    import time
+
+    from helpers import TOOLS
+
+    image, layer, _ = _big_image(registry, repo, str(tmp_path), size=2 << 20)
+    fault_server.delay(f"/blobs/{layer}$", 2, methods=["GET"])  # the first one is slow
+    cmd = [os.path.join(TOOLS, "podkit-fetch"), "--store", podkit.store,
+           f"docker://{fault_server.addr}/{repo}:1"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = os.path.join(podkit.store, "tmp", "partial", layer.replace(":", "-"))
+    deadline = time.monotonic() + 30
+    while not os.path.exists(part):  # the first one has claimed the layer
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=60) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert [o[0].split() for o in outs] == [[image], [image]]
+    gets = [r for r in fault_server.requests if r.method == "GET" and r.path.endswith(layer)]
+    assert len(gets) == 1
