@@ -11,8 +11,9 @@ ROOT=$PWD
 DEBS=(python3 python3-venv python3-pip python3-systemd python3-nacl python3-yaml python3-hypothesis
       skopeo umoci docker-registry systemd-container busybox-static
       zstd xz-utils bzip2 tar man-db gnupg
-      catatonit util-linux bsdutils runc gcc libc6-dev)  # catatonit: PID 1 of nspawn pods;
-      # script(1), runc and a static C helper (gcc, libc6-dev) in tests
+      catatonit util-linux bsdutils runc gcc libc6-dev buildah)  # catatonit: PID 1 of nspawn pods;
+      # script(1), runc and a static C helper (gcc, libc6-dev) in tests; buildah: the
+      # oracle of podkit-build's tests
 
 log() { printf '[install] %s\n' "$*" >&2; }
 

@@ -292,7 +292,8 @@ _podkit_positional() {
                     sed '/^sha[0-9]*[:-]/d; /^[0-9a-f]*$/d; s/:[^:/]*$//' | sort -u
             fi
             ;;
-        podkit-prepare) ((pos == 0)) && _podkit_images "$lister" "${store[@]}" ;;
+        podkit-prepare | podkit-unit) ((pos == 0)) && _podkit_images "$lister" "${store[@]}" ;;
+        podkit-logs) ((pos == 0)) && _podkit_pods "$lister" -a "${store[@]}" ;;
         podkit-enter) ((pos == 0)) && _podkit_pods "$lister" "${store[@]}" ;;
         podkit-stop) _podkit_pods "$lister" "${store[@]}" ;;
         podkit-status | podkit-rm | podkit-run-prepared)
@@ -308,6 +309,7 @@ _podkit_positional() {
             fi
             ;;
         podkit-gc | podkit-list | podkit-keygen) ;;
+        podkit-build) ((pos == 0)) && _podkit_paths "" "$cur" dirs ;;
         *) _podkit_paths "" "$cur" ;;
     esac
 }
@@ -315,7 +317,8 @@ _podkit_positional() {
 complete -F _podkit podkit podkit-fetch podkit-images podkit-inspect podkit-render \
     podkit-export podkit-rmi podkit-gc podkit-prepare podkit-run-prepared podkit-list \
     podkit-status podkit-enter podkit-stop podkit-rm podkit-keygen podkit-sign \
-    podkit-verify podkit-trust podkit-commit
+    podkit-verify podkit-trust podkit-commit podkit-logs podkit-unit \
+    podkit-build
 # and every other podkit-* command on PATH now (third-party ones included)
 while IFS= read -r _podkit_c; do
     complete -F _podkit "$_podkit_c"

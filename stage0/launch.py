@@ -57,16 +57,25 @@ def prepare(store: Store, rec: ImageRecord, opts: podspec.RunOptions,
     if any(x.whiteouts == "marker" for x in layers):
         raise PodStateError(f"image {rec.short_id} was extracted without privileges (its "
                             "whiteouts are marker files); remove it and fetch it again as root")
-    paths = [x.path for x in layers]
+    return prepare_layers(store, [x.path for x in layers], image_app(store, rec), opts, s1,
+                          image_id=rec.id, image_name=rec.names[0] if rec.names else None)
+
+
+def prepare_layers(store: Store, layers: list[str], image: podspec.ImageApp,
+                   opts: podspec.RunOptions, s1: stage1.Stage1, *, image_id: str,
+                   image_name: str | None = None) -> tuple[str, str, int]:
+    """Like :func:`prepare`, for a rootfs given as extracted layer directories
+    (bottom first, at least one) and an :class:`~stage0.podspec.ImageApp`
+    instead of an image in the store: podkit-build's single-use RUN pods."""
+    if not layers or len(layers) > MAX_LAYERS:
+        raise UsageError(f"a pod needs 1 to {MAX_LAYERS} layers, not {len(layers)}")
     pods = Pods(store.path("pods"))
     uuid, fd = pods.create()
     pod_dir = pods.dir("embryo", uuid)
     try:
-        manifest = podspec.build_manifest(
-            image_name=rec.names[0] if rec.names else None, image_id=rec.id,
-            image=image_app(store, rec), layers=paths, opts=opts, uuid=uuid)
-        app = manifest.apps[0].name
-        _app_dirs(pod_dir, app, paths)
+        manifest = podspec.build_manifest(image_name=image_name, image_id=image_id,
+                                          image=image, layers=layers, opts=opts, uuid=uuid)
+        _app_dirs(pod_dir, manifest.apps[0].name, layers)
         for vol in manifest.volumes or ():
             if vol.kind == "empty":
                 os.makedirs(os.path.join(pod_dir, "volumes", vol.name), mode=0o755)
