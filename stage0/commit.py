@@ -11,7 +11,7 @@ stores blob, extracted layer, config and manifest as one new image.
 Placeholders: the stage1 creates mount points that the image may lack, in the
 upper directory, so that it can mount over them: the empty files
 ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and the directories
-``/proc``, ``/sys``, ``/dev``, ``/run``, ``/tmp`` (and nspawn ``/root``, ``/var``),
+``/proc``, ``/sys``, ``/dev``, ``/run``, ``/tmp`` (and nspawn ``/root``, ``/var``, ``/usr``),
 the app's working directory and home, and the targets of volumes.  Such an
 entry is left out of the layer when it is absent from the image and still
 empty (a file of 0 bytes, a directory with nothing left in it), and so is a
@@ -40,7 +40,7 @@ from libaci.store import ImageRecord, Store
 from stage0.pods import Pod, Pods, open_dir
 
 PLACEHOLDER_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
-PLACEHOLDER_DIRS = ("proc", "sys", "dev", "run", "tmp", "var", "root")
+PLACEHOLDER_DIRS = ("proc", "sys", "dev", "run", "tmp", "var", "root", "usr")
 COMMITTABLE = ("running", "exited", "exited garbage")
 BASE_DIGEST = "org.opencontainers.image.base.digest"
 BASE_NAME = "org.opencontainers.image.base.name"

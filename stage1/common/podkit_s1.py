@@ -291,19 +291,30 @@ def leave_cgroups(made: list[str]) -> None:
     remove_cgroups(made)
 
 
-def remove_cgroups(made: list[str]) -> bool:
-    """rmdir each tree bottom-up (nspawn leaves payload/ and supervisor/ dirs); True if gone."""
-    gone = True
-    for top in made:
-        for root, dirs, _ in sorted(os.walk(top, topdown=False), key=lambda t: -len(t[0])):
-            del dirs
-            try:
-                os.rmdir(root)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                gone = False
-    return gone
+def remove_cgroups(made: list[str], patience: float = 2.0) -> bool:
+    """rmdir each tree bottom-up (nspawn leaves payload/ and supervisor/ dirs); True if gone.
+
+    Right after the last process of a cgroup exits, the kernel may still
+    refuse the rmdir for a moment (EBUSY while the exiting task is released),
+    so busy directories are retried for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    left = list(made)
+    while True:
+        busy = []
+        for top in left:
+            for root, _, _ in sorted(os.walk(top, topdown=False), key=lambda t: -len(t[0])):
+                try:
+                    os.rmdir(root)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    busy.append(top)
+                    break
+        if not busy or time.monotonic() >= deadline or cgroup_pids(busy):
+            return not busy
+        left = busy
+        time.sleep(0.05)
 
 
 def cgroup_pids(made: list[str]) -> set[int]:
@@ -526,3 +537,305 @@ def attach_mount(fd: int, target: str) -> None:
     _check(_libc.syscall(ctypes.c_long(429), ctypes.c_int(fd), b"", ctypes.c_int(-100),
                          os.fsencode(target), ctypes.c_uint(0x4)),  # MOVE_MOUNT_F_EMPTY_PATH
            f"move_mount {target}")
+
+
+# -- the pod's output: through pipes, to the caller and to $POD/logs/APP.log ----------
+LOG_MAX_SIZE = 10 * 1024 * 1024  # bytes in APP.log before it is rotated
+LOG_MAX_FILE = 3  # files kept: APP.log, APP.log.1, APP.log.2 (docker's max-file)
+PARTIAL_MAX = 16 * 1024  # a line longer than this is logged in pieces (as docker does)
+PARTIAL_WAIT = 0.25  # seconds a line without its newline waits before it is logged
+KCMP_FILE = 0
+_KCMP = {"x86_64": 312, "i386": 349, "i686": 349, "aarch64": 272, "riscv64": 272,
+         "ppc64le": 354, "ppc64": 354, "s390x": 343, "armv7l": 378, "armv6l": 378}
+
+
+def _size(text: str) -> int:
+    """``10m``, ``512k``, ``1g`` or bytes (powers of 1024); ValueError when malformed."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    n = int(float(t[:-1] if mult > 1 else t) * mult)
+    if n < 1:
+        raise ValueError(text)
+    return n
+
+
+def log_limits(environ: dict[str, str] | None = None) -> tuple[int, int]:
+    """(max size, max files) from PODKIT_LOG_MAX_SIZE and PODKIT_LOG_MAX_FILE."""
+    env = os.environ if environ is None else environ
+    size, files = LOG_MAX_SIZE, LOG_MAX_FILE
+    with contextlib.suppress(ValueError, IndexError):
+        size = _size(env.get("PODKIT_LOG_MAX_SIZE") or str(LOG_MAX_SIZE))
+    with contextlib.suppress(ValueError):
+        files = max(1, int(env.get("PODKIT_LOG_MAX_FILE") or LOG_MAX_FILE))
+    return size, files
+
+
+def same_open_file(fd1: int, fd2: int) -> bool:
+    """True when two descriptors share one open file description (``2>&1``)."""
+    try:
+        a, b = os.fstat(fd1), os.fstat(fd2)
+    except OSError:
+        return False
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        return False
+    nr = _KCMP.get(os.uname().machine)
+    if nr is None:
+        return True
+    pid = os.getpid()
+    rc = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(pid), ctypes.c_int(pid),
+                       ctypes.c_int(KCMP_FILE), ctypes.c_ulong(fd1), ctypes.c_ulong(fd2))
+    return rc <= 0  # 0: the same; an error (no kcmp in this kernel): the same file, say so
+
+
+def rfc3339nano(ns: int) -> str:
+    """UTC, nanoseconds, ``Z``: ``2026-11-28T18:50:21.272000000Z``."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+class PodLog:
+    """``$POD/logs/APP.log``: what docker's json-file driver writes, one JSON line each.
+
+    ``{"log": "text\\n", "stream": "stdout", "time": "...Z"}``; a line without
+    its newline (cut at PARTIAL_MAX, or the end of the stream) has none.
+    Bytes that are not UTF-8 are kept as lone surrogates (Python's
+    surrogateescape, written as ``\\udcXX``), so that the bytes come back
+    exactly.  Rotated at ``max_size``: APP.log -> APP.log.1 -> APP.log.2,
+    ``max_file`` files in all.  Written with one write(2) per read of the
+    pod's output, no buffering.
+    """
+
+    def __init__(self, path: str, max_size: int = LOG_MAX_SIZE,
+                 max_file: int = LOG_MAX_FILE) -> None:
+        import json.encoder
+        import threading
+
+        self.path, self.max_size, self.max_file = path, max_size, max_file
+        self._quote = json.encoder.encode_basestring  # the C encoder, ensure_ascii off
+        self._lock = threading.Lock()
+        os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+        self.fd: int | None = None
+        self.size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                          0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def _rotate(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.max_file > 1:
+            for i in range(self.max_file - 1, 0, -1):
+                src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(src, f"{self.path}.{i}")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        self._open()
+
+    def entry(self, stream: str, data: bytes, stamp: str) -> bytes:
+        text = data.decode("utf-8", "surrogateescape")
+        return (f'{{"log":{self._quote(text)},"stream":"{stream}","time":"{stamp}"}}\n'
+                .encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udcXX in JSON
+
+    def write(self, entries: list[bytes]) -> None:
+        """Append whole entries, rotating first when the next one would pass the cap."""
+        with self._lock:
+            if self.fd is None:
+                return
+            batch: list[bytes] = []
+            pending = 0
+            for e in entries:
+                if self.size + pending + len(e) > self.max_size and self.size + pending:
+                    self._write(b"".join(batch))
+                    batch, pending = [], 0
+                    self._rotate()
+                batch.append(e)
+                pending += len(e)
+            self._write(b"".join(batch))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and self.fd is not None:
+            try:
+                n = os.write(self.fd, view)
+            except OSError:  # disk full, I/O error: the output still reaches the caller
+                os.close(self.fd)
+                self.fd = None
+                return
+            view = view[n:]
+            self.size += n
+
+    def close(self) -> None:
+        with self._lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+
+class _Tee:
+    """One stream: read the pod's pipe, log the lines, write the bytes on unchanged."""
+
+    def __init__(self, stream: str, rfd: int, out: int, log: PodLog) -> None:
+        self.stream, self.rfd, self.out, self.log = stream, rfd, out, log
+        self.partial = b""
+        self.partial_ns = 0  # wall clock time of its first byte
+        self.since = 0.0  # monotonic time of the same
+
+    def _lines(self, data: bytes, ns: int) -> list[bytes]:
+        """Entries for the complete lines of partial + data; the rest waits in partial."""
+        entries = []
+        stamps = {ns: rfc3339nano(ns)}
+        buf = self.partial + data
+        first = self.partial_ns if self.partial else ns  # when the first line began
+        if first not in stamps:
+            stamps[first] = rfc3339nano(first)
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            entries.append(self.log.entry(self.stream, buf[start:end + 1],
+                                          stamps[first if start == 0 else ns]))
+            start = end + 1
+        rest, rest_ns = buf[start:], first if start == 0 else ns
+        while len(rest) > PARTIAL_MAX:
+            entries.append(self.log.entry(self.stream, rest[:PARTIAL_MAX], stamps[rest_ns]))
+            rest = rest[PARTIAL_MAX:]
+        if rest and (start or not self.partial):  # a new partial line: its clock starts
+            self.since = time.monotonic()
+        self.partial, self.partial_ns = rest, rest_ns
+        return entries
+
+    def _flush_partial(self) -> None:
+        if self.partial:
+            self.log.write([self.log.entry(self.stream, self.partial,
+                                           rfc3339nano(self.partial_ns))])
+            self.partial = b""
+
+    def _forward(self, data: bytes) -> bool:
+        """Write ``data`` to the caller's descriptor; False once the reader is gone."""
+        import select
+
+        view = memoryview(data)
+        while view and self.out >= 0:
+            try:
+                view = view[os.write(self.out, view):]
+            except BlockingIOError:  # the caller's descriptor is non-blocking
+                p = select.poll()
+                p.register(self.out, select.POLLOUT)
+                p.poll()
+            except BrokenPipeError:
+                return False
+            except OSError:  # closed, a terminal hung up: keep logging, stop writing
+                self.out = -1
+        return True
+
+    def run(self) -> None:
+        import select
+
+        readable = select.poll()
+        readable.register(self.rfd, select.POLLIN)
+        try:
+            while True:
+                if self.partial:
+                    wait = self.since + PARTIAL_WAIT - time.monotonic()
+                    if wait <= 0 or not readable.poll(wait * 1000):
+                        self._flush_partial()
+                        continue
+                try:
+                    data = os.read(self.rfd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.log.write(self._lines(data, time.time_ns()))
+                if not self._forward(data):
+                    break  # as without us: the app's next write gets SIGPIPE (EPIPE)
+        finally:
+            self._flush_partial()
+            os.close(self.rfd)
+
+
+class OutputCapture:
+    """The pod's standard output and error through pipes, copied to the caller and the log.
+
+    The app's output keeps going where the stage1's own goes (fd 1 and 2, the
+    journal under systemd), byte for byte and stream for stream, and is also
+    logged in ``$POD/logs/APP.log`` (see :class:`PodLog`).  One thread per
+    stream reads its pipe, logs, then writes to the caller's descriptor; a
+    slow reader there blocks that thread and, once the pipe is full, the app,
+    as it would without the copy.  When fd 1 and 2 are one open file
+    (``2>&1``, a terminal, systemd's journal stream) the app gets one pipe
+    for both, so their order stays exact; they are logged as stdout.  When
+    the caller's reader goes away (EPIPE), the pipe is closed, so that the
+    app gets SIGPIPE as it would have.
+
+    Use: create and :meth:`start` before the fork (threads cannot be started
+    after an unshare of the PID namespace), :meth:`child` in the child,
+    :meth:`forked` in the parent, :meth:`finish` once the pod exited (drains
+    the pipes).
+    """
+
+    def __init__(self, pod: Pod) -> None:
+        import fcntl
+
+        size, files = log_limits()
+        self.log = PodLog(pod.path("logs", f"{pod.name}.log"), size, files)
+        self.sigpipe = signal.getsignal(signal.SIGPIPE)
+        self.merged = same_open_file(1, 2)
+
+        def pipe() -> tuple[int, int]:
+            r, w = os.pipe()
+            out = []
+            for fd in (r, w):  # above 0-2, whatever the caller left closed
+                out.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3))
+            os.close(r)
+            os.close(w)
+            return out[0], out[1]
+
+        self.reads: list[tuple[str, int, int]] = []
+        r, w_out = pipe()
+        self.reads.append(("stdout", r, 1))
+        if self.merged:
+            w_err = w_out
+        else:
+            r, w_err = pipe()
+            self.reads.append(("stderr", r, 2))
+        self.writes = sorted({w_out, w_err})
+        self.w_out, self.w_err = w_out, w_err
+        self.threads: list[Any] = []
+
+    def child(self) -> None:
+        """In the forked child: fd 1 and 2 become the pipes; the SIGPIPE of before."""
+        os.dup2(self.w_out, 1)
+        os.dup2(self.w_err, 2)
+        for _, fd, _ in self.reads:
+            os.close(fd)
+        for fd in self.writes:
+            os.close(fd)
+        signal.signal(signal.SIGPIPE, self.sigpipe)
+
+    def start(self) -> None:
+        """Copy until the pod's end closes the pipes (threads, from now on)."""
+        import threading
+
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # EPIPE, never death, for us
+        for stream, rfd, out in self.reads:
+            t = threading.Thread(target=_Tee(stream, rfd, out, self.log).run, daemon=True,
+                                 name=f"podkit-{stream}")
+            t.start()
+            self.threads.append(t)
+
+    def forked(self) -> None:
+        """In the parent, after the fork: only the pod holds the pipes' write ends."""
+        for fd in self.writes:
+            os.close(fd)
+        self.writes = []
+
+    def finish(self) -> None:
+        """Wait until everything the pod wrote was copied (the pipes' end)."""
+        for t in self.threads:
+            t.join()
+        self.log.close()

@@ -7,8 +7,12 @@ static program (tests/data/sdhelper.c) bound into a busybox pod.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -119,3 +123,160 @@ def test_socket_activation_reaches_the_app_in_the_pod(podkit, busybox, store, sd
     finally:
         sa.terminate()
         sa.wait(timeout=30)
+
+
+# -- podkit-unit -------------------------------------------------------------------------
+def unit(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([os.path.join(TOOLS, "podkit-unit"), *args], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=cwd)
+
+
+def verify(*paths: str) -> None:
+    """systemd-analyze verify, offline (no systemd runs here): no error, no warning."""
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", *paths], capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+
+
+def sections(text: str) -> dict[str, str]:
+    """The files of podkit-unit's output: '# ---- NAME ----' lines, then NAME's text."""
+    parts = re.split(r"(?m)^# ---- (\S+) ----\n", text)
+    assert parts[0] == "", text
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def keys(text: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(key + "=")]
+
+
+def test_unit_with_socket_passes_systemd_analyze_verify(tmp_path, store):
+    out = tmp_path / "units"
+    out.mkdir()
+    r = unit("--store", store, "--output-dir", str(out), "--socket", "127.0.0.1:8080",
+             "--ready=app", "--memory=64m", "--set-env=GREETING=50% off $HOME", "busybox",
+             "--", "httpd", "-f", "-p", "8080")
+    assert r.returncode == 0, r.stderr
+    paths = r.stdout.split()
+    assert [os.path.basename(p) for p in paths] == ["podkit-busybox.service",
+                                                    "podkit-busybox.socket"]
+    verify(*paths)
+    service, socket_ = (open(p).read() for p in paths)
+    assert keys(service, "Type") == ["notify"] and keys(service, "KillMode") == ["mixed"]
+    (start,) = keys(service, "ExecStart")
+    assert start.startswith(os.path.join(TOOLS, "podkit-run") + " --uuid-file-save=%t/podkit/"
+                            "%n.uuid ")
+    assert f"--store={store}" in start and " --ready=app " in start
+    assert '"--set-env=GREETING=50%% off $$HOME"' in start  # systemd: %% -> %, $$ -> $
+    assert start.endswith(" busybox -- httpd -f -p 8080")
+    assert keys(service, "ExecStopPost")[0] == (f"-{TOOLS}/podkit-rm --store={store} "
+                                                "--uuid-file=%t/podkit/%n.uuid")
+    assert keys(socket_, "ListenStream") == ["127.0.0.1:8080"]
+    # the same units on stdout, as one stream with separators
+    r = unit("--store", store, "--socket", "127.0.0.1:8080", "--ready=app", "--memory=64m",
+             "--set-env=GREETING=50% off $HOME", "busybox", "--", "httpd", "-f", "-p", "8080")
+    body = {name: text.split("\n", 1)[1] for name, text in sections(r.stdout).items()}
+    assert body == {"podkit-busybox.service": service.split("\n", 1)[1],
+                    "podkit-busybox.socket": socket_.split("\n", 1)[1]}  # but the comment
+
+
+def test_template_unit_for_instances(tmp_path):
+    r = unit("--template", "--unit", "web", "--volume=/srv/web-%i:/data",
+             "--set-env=RATIO=100%", "busybox", "--", "sleep", "1d")
+    assert r.returncode == 0, r.stderr
+    files = sections(r.stdout)
+    assert list(files) == ["web@.service"]
+    (start,) = keys(files["web@.service"], "ExecStart")
+    assert "--volume=/srv/web-%i:/data" in start and "--set-env=RATIO=100%%" in start
+    assert "--hostname=web-%i" in start
+    inst = tmp_path / "web@3.service"  # verify checks an instance, not a bare template
+    inst.write_text(files["web@.service"])
+    verify(str(inst))
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["-t", "-i", "busybox"], "--interactive is not for a service"),
+    (["--uuid-file-save=/x", "busybox"], "--uuid-file-save is not for a service"),
+    (["--unit", "a b", "busybox"], "--unit 'a b'"),
+    (["--socket", "", "busybox"], "--socket"),
+    (["--stop-timeout", "soon", "busybox"], "--stop-timeout"),
+    (["--podkit-run", "podkit-run", "busybox"], "absolute path"),
+    (["--output-dir", "/nonexistent/dir", "busybox"], "no such directory"),
+])
+def test_unit_bad_input(podkit, store, args, match):
+    from helpers import store_state
+
+    before = store_state(store)
+    status = 4 if "no such" in match else 2
+    podkit.fail("unit", *args, status=status, match=match)
+    assert store_state(store) == before
+
+
+# -- the acceptance: a generated unit, run as systemd would --------------------------------
+def command(line: str, unit_name: str, runtime: str) -> list[str]:
+    """An Exec*= line of our units as systemd runs it: specifiers, quotes, $$."""
+    expanded = re.sub(r"%(.)", lambda m: {"t": runtime, "n": unit_name, "%": "%"}[m.group(1)],
+                      line)
+    return [w.replace("$$", "$") for w in shlex.split(expanded.lstrip("-"))]
+
+
+def connect(port: int) -> socket.socket:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "nothing listens"
+            time.sleep(0.05)
+
+
+def test_generated_unit_with_notify_socket_activation_and_stop(podkit, busybox, store, listener,
+                                                               sdhelper, tmp_path):
+    path, receive = listener
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    r = unit("--store", store, "--unit", "web", "--socket", f"127.0.0.1:{port}", "--ready=app",
+             f"--volume={sdhelper}:/h:ro", "busybox", "--", "/h/sdhelper", "daemon", "hello")
+    assert r.returncode == 0, r.stderr
+    files = sections(r.stdout)
+    runtime = tmp_path / "run"
+    (runtime / "podkit").mkdir(parents=True)  # RuntimeDirectory=podkit
+    (start,) = keys(files["web.service"], "ExecStart")
+    (address,) = keys(files["web.socket"], "ListenStream")
+    # systemd: the socket unit listens, the service gets it with NOTIFY_SOCKET set
+    sa = subprocess.Popen(["systemd-socket-activate", "-l", address, "--fdname=web.socket",
+                           "-E", f"NOTIFY_SOCKET={path}",
+                           *command(start, "web.service", str(runtime))],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = connect(port)  # the first connection starts the service, as with systemd
+        msgs = receive(30)
+        assert any("READY=1" in m for _, m in msgs), (msgs, sa.poll())
+        assert any(f"MAINPID={sa.pid}" in m for _, m in msgs), msgs  # the unit's main PID
+        with first:
+            assert first.makefile().read() == "hello 1\n"  # served by the app in the pod
+        with connect(port) as second:
+            assert second.makefile().read() == "hello 2\n"
+        uuid = (runtime / "podkit" / "web.service.uuid").read_text().strip()
+        assert podkit.ok("status", uuid).startswith("state=running")
+        sa.send_signal(signal.SIGTERM)  # systemctl stop, KillMode=mixed: the main PID only
+        out, err = sa.communicate(timeout=60)
+    finally:
+        if sa.poll() is None:
+            sa.kill()
+            sa.wait()
+    assert sa.returncode == 0, err  # the app handled TERM and exited 0
+    assert out == b"listening\nserved 1\nserved 2\n"  # what the journal would get
+    want_err = b"conn 1\nconn 2\ngot SIGTERM, exiting\n"
+    assert err.endswith(b")\n" + want_err), err  # after systemd-socket-activate's "Execing"
+    listed = json.loads(podkit.ok("list", "-a", "--json"))
+    assert [(p["uuid"], p["state"], p["exitCode"]) for p in listed] == [(uuid, "exited", 0)]
+    assert "exited (0)" in podkit.ok("list", "-a")
+    logs = subprocess.run([os.path.join(TOOLS, "podkit-logs"), "--store", store, uuid],
+                          capture_output=True, timeout=60, check=False)
+    assert (logs.stdout, logs.stderr) == (out, want_err)
+    for line in keys(files["web.service"], "ExecStopPost"):  # the pod goes with the unit
+        subprocess.run(command(line, "web.service", str(runtime)), check=True, timeout=120,
+                       capture_output=True)
+    assert podkit.ok("list", "-a", "-q") == ""
+    assert not (runtime / "podkit" / "web.service.uuid").exists()
