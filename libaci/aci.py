@@ -29,10 +29,10 @@ from libaci.appc import ImageManifest, parse_image_manifest
 from libaci.compress import CompressionError, open_decompressed
 from libaci.digest import Hasher
 from libaci.errors import ImageError, ManifestError
+from libaci.layerwrite import XATTR_PREFIX, pax_value
 
 CHUNK = 1 << 20
 MANIFEST_MAX = 1 << 20
-XATTR_PREFIX = "SCHILY.xattr."
 
 
 @attrs.frozen
@@ -165,33 +165,6 @@ def _walk(top: str) -> Iterator[tuple[str, str, os.stat_result]]:
             stack.append((child, names(child)))
 
 
-class _PaxBytes(str):
-    """A pax value that tarfile writes byte for byte.
-
-    tarfile marks a whole header ``hdrcharset=BINARY`` when a value is not
-    UTF-8, which GNU tar warns about; binary xattr values (file capabilities)
-    need no such mark, so they encode to their raw bytes instead.  Readers
-    get the bytes (Go, GNU tar) or a surrogate-escaped str (Python).
-    """
-
-    raw: bytes
-
-    def __new__(cls, raw: bytes) -> _PaxBytes:
-        self = super().__new__(cls, raw.decode("utf-8", "surrogateescape"))
-        self.raw = raw
-        return self
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return self.raw
-
-
-def _pax_value(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return _PaxBytes(raw)
-
-
 def _xattrs(path: str) -> dict[str, str]:
     try:
         keys = os.listxattr(path, follow_symlinks=False)
@@ -207,7 +180,7 @@ def _xattrs(path: str) -> dict[str, str]:
             if e.errno == errno.ENODATA:  # removed meanwhile
                 continue
             raise
-        out[XATTR_PREFIX + key] = _pax_value(value)
+        out[XATTR_PREFIX + key] = pax_value(value)
     return out
 
 

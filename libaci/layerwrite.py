@@ -166,7 +166,8 @@ class _PaxBytes(str):
         return self.raw
 
 
-def _pax_value(raw: bytes) -> str:
+def pax_value(raw: bytes) -> str:
+    """A PAX header value for ``raw``: text when it is UTF-8, else the exact bytes."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -268,7 +269,7 @@ class LayerWriter:
                 self._write(ti)
                 return True
             self._links[key] = name
-        ti.pax_headers = {XATTR_PREFIX + k: _pax_value(v)
+        ti.pax_headers = {XATTR_PREFIX + k: pax_value(v)
                           for k, v in read_xattrs(path, "/" + name)}
         ti.type = kind
         if kind == tarfile.SYMTYPE:

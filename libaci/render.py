@@ -48,13 +48,15 @@ def is_opaque(path: str, marker: bool = False) -> bool:
     return marker and os.path.lexists(os.path.join(path, OPAQUE_MARKER))
 
 
-def _copy_xattrs(src: str, dst: str) -> None:
+def copy_xattrs(src: str, dst: str, skip: tuple[str, ...] = _SKIP_XATTR) -> None:
+    """Copy the extended attributes of ``src`` to ``dst`` (links not followed), except
+    those whose names start with ``skip``; attributes the target refuses are dropped."""
     try:
         names = os.listxattr(src, follow_symlinks=False)
     except OSError:
         return
     for n in names:
-        if n.startswith(_SKIP_XATTR):
+        if n.startswith(skip):
             continue
         with contextlib.suppress(OSError):
             os.setxattr(dst, n, os.getxattr(src, n, follow_symlinks=False),
@@ -170,7 +172,7 @@ class _Renderer:
             os.mknod(dst, stat.S_IFMT(mode) | 0o600, st.st_rdev)
         elif stat.S_ISSOCK(mode):
             return
-        _copy_xattrs(src, dst)
+        copy_xattrs(src, dst)
         _set_meta(dst, st, self.same_owner)
         self.stats.files += 1
 
@@ -198,7 +200,7 @@ class _Renderer:
 
     def finish(self) -> None:
         for src, dst, st in reversed(self.dirs):
-            _copy_xattrs(src, dst)
+            copy_xattrs(src, dst)
             _set_meta(dst, st, self.same_owner)
 
 
@@ -238,7 +240,7 @@ def render(layers: list[str], dest: str, *, markers: frozenset[str] = frozenset(
             top.stats.dirs += r.stats.dirs
             top.stats.bytes += r.stats.bytes
         top.finish()
-        _copy_xattrs(stack[0][0], dest)
+        copy_xattrs(stack[0][0], dest)
         _set_meta(dest, os.lstat(stack[0][0]), same_owner)
         return top.stats
     except OSError as e:

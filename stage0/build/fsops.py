@@ -37,6 +37,7 @@ import attrs
 
 from libaci.dockerfile.instructions import Chmod
 from libaci.layer import extract_layer
+from libaci.render import copy_xattrs
 from stage0 import linux
 from stage0.build.errors import BuildError
 from stage0.userdb import image_file
@@ -205,16 +206,7 @@ def apply_chmod(mode: int, chmod: Chmod, is_directory: bool) -> int:
 # -- copying -----------------------------------------------------------------------------------
 
 def _copy_xattrs(src: str, dst: str) -> None:
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(_SKIP_XATTRS):
-            continue
-        with contextlib.suppress(OSError):
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
-                        follow_symlinks=False)
+    copy_xattrs(src, dst, _SKIP_XATTRS)
 
 
 def _copy_data(src: str, fd_out: int) -> None:
