@@ -92,6 +92,16 @@ def plan_copy(c: _Copying, dest: str, merged: str, *, context: Callable[[], tupl
     def dest_is_dir(p: str) -> bool:
         return fsops.is_dir(merged, p)
 
+    def named(path: str) -> str:
+        """Where a file whose destination is ``dest`` itself (not a file inside it) goes:
+        BuildKit resolves the destination path, a final symlink included, inside the
+        image (fsutil's ``fs.RootPath``), so the file is written where an existing
+        link points, dangling or not, and the link stays.  ``--link`` copies onto an
+        empty layer, where there is no link to follow."""
+        if c.link or path != (dest.rstrip("/") or "/"):
+            return path
+        return fsops.resolve(merged, path)
+
     count = len(c.sources) + len(c.contents)
     if count > 1 and not dest.endswith("/"):
         if not dest_is_dir(dest):
@@ -100,7 +110,7 @@ def plan_copy(c: _Copying, dest: str, merged: str, *, context: Callable[[], tupl
         dest += "/"
     job = CopyJob()
     for content in c.contents:
-        path = content_dest(content.path, dest, dest_is_dir)
+        path = named(content_dest(content.path, dest, dest_is_dir))
         data = content.data.encode("utf-8", "surrogateescape")
         job.files.append((path, data, 0o644))
         job.key.append(["content", path, hashlib.sha256(data).hexdigest()])
@@ -121,7 +131,7 @@ def plan_copy(c: _Copying, dest: str, merged: str, *, context: Callable[[], tupl
                                  "file name")
             target = posixpath.join(dest, filename)
         else:
-            target = dest
+            target = named(dest)
         digest = file_digest(path)
         if c.unpack and fsops.is_archive(path):
             job.archives.append((path, dest.rstrip("/") or "/"))
@@ -157,8 +167,9 @@ def plan_copy(c: _Copying, dest: str, merged: str, *, context: Callable[[], tupl
             job.archives.append((path, target_dir))
             job.key.append(["archive", target_dir, file_digest(path)])
             continue
-        job.puts.append((path, item.dest, item.kind, item.target, item.top))
-        job.key.append([*_entry_key(path, item.dest, item.kind, job.keep_owner), item.top])
+        item_dest = named(item.dest) if item.top and item.kind != "dir" else item.dest
+        job.puts.append((path, item_dest, item.kind, item.target, item.top))
+        job.key.append([*_entry_key(path, item_dest, item.kind, job.keep_owner), item.top])
     return job
 
 
@@ -176,13 +187,13 @@ def run_copy(job: CopyJob, merged: str, *, owner: tuple[int, int] | None, c: _Co
     for archive, target_dir in job.archives:
         tmp = tempfile.mkdtemp(prefix="x-", dir=work)
         try:
-            fsops.extract_archive(archive, tmp)
+            dirs = fsops.extract_archive(archive, tmp)
             fsops.ensure_dir(merged, target_dir, owner or (0, 0))
             ac = fsops.Copier(merged, owner=owner, chmod=chmod)
             for rel, path, st in walk(tmp):
                 kind = "dir" if stat.S_ISDIR(st.st_mode) else \
                     "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-                ac.put(path, posixpath.join(target_dir, rel), kind)
+                ac.put(path, posixpath.join(target_dir, rel), kind, tar_dir=rel in dirs)
             ac.finish()
         finally:
             fsops.remove_tree(tmp)

@@ -147,8 +147,8 @@ class Builder:
         self.plan: BuildPlan = plan(df, BuildOptions(build_args=req.build_args,
                                                      target=req.target,
                                                      target_platform=target_platform))
-        for w in df.warnings:
-            self.log.warn(str(getattr(w, "message", w)))
+        for w in df.warnings:  # libaci.dockerfile.parser.ParseWarning
+            self.log.warn(f"{df.filename}:{w.line}: {w.short}")
         for text in self.plan.warnings:
             self.log.warn(text)
         unused = self.plan.unused_build_args()
@@ -192,6 +192,8 @@ class Builder:
             raise
         except PodkitError as e:
             fn = self.plan.dockerfile.filename
+            if _is_located(e, fn):
+                raise
             raise _located(e, f"{fn}:{sp.line}: FROM {sp.base.name}") from None
         total = len(sp.commands) + 1
         n = self.log.step(f"[{sb.label} 1/{total}] FROM {sp.base.reference or sp.base.name}")
@@ -304,10 +306,12 @@ class Builder:
         except DockerfileError as e:
             raise e.at(cmd.line or None).named(fn) from None
         except BuildError as e:
-            if str(e).startswith(where):
+            if _is_located(e, fn):
                 raise
             raise BuildError(f"{where}: {label} {_short(cmd)}: {e}") from None
         except PodkitError as e:
+            if _is_located(e, fn):
+                raise
             raise _located(e, f"{where}: {label} {_short(cmd)}") from None
 
     def _record(self, sb: StageBuild, entry: HistoryEntry | None, layer: Layer | None,
@@ -419,6 +423,13 @@ class Builder:
         with contextlib.ExitStack() as stack:
             volumes, targets, env = self.runmounts.setup(spec, stack)
             user, _, group = spec.user.partition(":")
+            if not group and user.isdigit():
+                from stage0.userdb import resolve
+
+                # a numeric USER that /etc/passwd does not know runs with gid 0, as
+                # BuildKit's (runc's GetExecUser) does; podkit-run would use uid:uid
+                if not resolve(sb.layer_paths() or [self.empty], user, None).name:
+                    group = "0"
             pairs = [tuple(e.split("=", 1)) if "=" in e else (e, "")
                      for e in (*spec.env, *spec.proxy_env)]
             app = podspec.ImageApp(entrypoint=tuple(spec.args),
@@ -482,7 +493,11 @@ class Builder:
         if sb.state.author:
             doc["author"] = sb.state.author
         doc.update(sb.platform)
-        doc["config"] = sb.state.config.to_dict()
+        config = sb.state.config.to_dict()
+        for key in ("Cmd", "Entrypoint"):  # `CMD []`: left out, as Go's omitempty does
+            if config.get(key) == []:
+                del config[key]
+        doc["config"] = config
         doc["rootfs"] = {"type": "layers", "diff_ids": [str(x.diff_id) for x in sb.layers]}
         doc["history"] = history
         raw = dumps(doc)
@@ -525,6 +540,13 @@ def _dated(history: list[dict[str, Any]], fallback: str) -> list[dict[str, Any]]
 def _short(cmd: Instruction) -> str:
     text = " ".join(cmd.original.split())
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_located(e: Exception, fn: str) -> bool:
+    """Whether the error names its place in the Dockerfile already: a step of a stage
+    built on demand (FROM, COPY --from, RUN --mount=from) failed, and that step is the
+    place to report, as BuildKit does, not the step that needed the stage."""
+    return str(e).startswith(f"{fn}:")
 
 
 def _located(e: PodkitError, prefix: str) -> PodkitError:

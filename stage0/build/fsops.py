@@ -245,12 +245,16 @@ class Copier:
     links: dict[tuple[int, int], str] = attrs.Factory(dict)
     dirs: list[tuple[str, int]] = attrs.Factory(list)
 
-    def put(self, src: str, dest: str, kind: str, target: str = "", *, top: bool = False) -> None:
+    def put(self, src: str, dest: str, kind: str, target: str = "", *, top: bool = False,
+            tar_dir: bool = False) -> None:
         """Copy ``src`` (a host path, not followed) to image path ``dest``.
 
         A directory named on the instruction line (``top``) is not copied
         itself, only its contents: a missing destination is created as a
-        parent is (0755, root or ``--chown``), as BuildKit does.
+        parent is (0755, root or ``--chown``), as BuildKit does.  An existing
+        directory keeps its metadata, unless ``tar_dir``: a directory entry of
+        an archive ADD extracts gives it its mode, owner and mtime, as ``tar -x``
+        (and BuildKit's unpacking) does.
         """
         if kind == "dir" and top:
             ensure_dir(self.root, dest, self.owner or (0, 0))
@@ -272,7 +276,13 @@ class Copier:
             if old is not None and stat.S_ISLNK(old.st_mode) and is_dir(self.root, ipath):
                 return  # a symlink to a directory: copy into where it points
             if old is not None and stat.S_ISDIR(old.st_mode):
-                return  # merge into the existing directory; it keeps its metadata
+                if tar_dir:
+                    if self.chmod is not None:
+                        mode = apply_chmod(mode, self.chmod, True)
+                    os.lchown(hp, uid, gid)
+                    os.chmod(hp, mode)
+                    self.dirs.append((hp, st.st_mtime_ns))
+                return  # merge into the existing directory
             if old is not None:
                 raise BuildError(f"cannot copy directory to {dest}: it is not a directory "
                                  "in the image")
@@ -386,12 +396,16 @@ def is_archive(path: str) -> bool:
     return True
 
 
-def extract_archive(path: str, dest: str) -> None:
-    """Extract archive ``path`` into the empty directory ``dest``, contained in it."""
+def extract_archive(path: str, dest: str) -> set[str]:
+    """Extract archive ``path`` into the empty directory ``dest``, contained in it; the
+    directories the archive has entries for (relative paths; the others in ``dest``
+    were made as parents)."""
     from libaci.compress import open_decompressed
 
     with open(path, "rb") as f:
         extract_layer(open_decompressed(f), dest, overlay_whiteouts=False, whiteouts=False)
+    with open(path, "rb") as f, tarfile.open(fileobj=open_decompressed(f), mode="r|") as tf:
+        return {posixpath.normpath("/" + m.name).strip("/") for m in tf if m.isdir()} - {""}
 
 
 # -- overlay mounts of this process ------------------------------------------------------------
