@@ -319,7 +319,10 @@ def build_manifest(*, image_name: str | None, image_id: str, image: ImageApp, la
     annotations.append(appc.NameValue(ANN + "ready", opts.ready))
     app = appc.App(
         user=str(ident.uid), group=str(ident.gid), exec=tuple(argv),
-        supplementary_gids=ident.groups or None, working_directory=workdir,
+        # the primary group too, as containerd and runc do since CVE-2023-25173: a group
+        # that a file grants access to must not be lost when the process drops privileges
+        supplementary_gids=tuple(dict.fromkeys((ident.gid, *ident.groups))),
+        working_directory=workdir,
         environment=tuple(appc.NameValue(k, v) for k, v in env.items()),
         isolators=tuple(isolators))
     runtime = appc.RuntimeApp(

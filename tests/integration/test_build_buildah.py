@@ -375,10 +375,6 @@ def test_variables_and_arg_scoping_agree_with_buildah(builds):
     assert not any("proxy.example" in h.get("created_by", "") for h in history)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RUN pods get no supplementary groups; BuildKit puts the primary gid there "
-    "(containerd's ensureAdditionalGids, after CVE-2023-25173), as buildah does.  The "
-    "pod manifest's supplementaryGIDs come from stage0/podspec.py (podkit-run's rule)"))
 def test_run_supplementary_groups_hold_the_primary_gid(builds, tmp_path_factory):
     ctx = tmp_path_factory.mktemp("groups")
     (ctx / "Dockerfile").write_text(

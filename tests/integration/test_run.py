@@ -126,8 +126,9 @@ def test_user_group_env_and_working_dir_from_image_and_options(podkit, busybox, 
                   "--set-env=B=from option")
     assert out.split("\n")[:6] == ["1000", "1000", "/home/user", "/home/user", "from file",
                                    "from option"]
-    out = _inside(podkit, stage1, "id -u; id -g", "--user=4242:77")
-    assert out.split() == ["4242", "77"]
+    out = _inside(podkit, stage1, "id -u; id -g; busybox grep ^Groups: /proc/self/status",
+                  "--user=4242:77")
+    assert out.split() == ["4242", "77", "Groups:", "77"]  # the primary group too, as runc
     out = _inside(podkit, stage1, "pwd", "--working-dir=/not/in/the/image")  # made, as docker
     assert out == "/not/in/the/image\n"
 
