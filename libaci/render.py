@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
@@ -230,6 +229,9 @@ def render(layers: list[str], dest: str, *, markers: frozenset[str] = frozenset(
         top = _Renderer(same_owner)
         subs = top.level(stack, dest)
         renderers = [_Renderer(same_owner) for _ in subs]
+        from concurrent.futures import ThreadPoolExecutor  # only here: podkit-run needs the
+        # whiteout helpers of this module, not a thread pool
+
         with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as ex:
             futures = [ex.submit(r.merge, s, t) for r, (s, t) in zip(renderers, subs, strict=True)]
             for f in futures:
