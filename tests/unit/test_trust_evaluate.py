@@ -365,9 +365,19 @@ def gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
                           check=True, capture_output=True).stdout
 
 
-def test_signed_by_with_real_gpg(tmp_path: Path) -> None:
+@pytest.fixture
+def gpg_homes(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """GNUPGHOMEs made by the test; their gpg-agents are stopped afterwards."""
+    homes: dict[str, Path] = {}
+    yield homes
+    for home in homes.values():
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                       check=False, capture_output=True)
+
+
+def test_signed_by_with_real_gpg(tmp_path: Path, gpg_homes: dict[str, Path]) -> None:
     assert shutil.which("gpg") and shutil.which("gpgv"), "gnupg is installed by install.sh"
-    homes = {}
+    homes = gpg_homes
     for name in ("signer", "stranger"):
         home = tmp_path / name
         home.mkdir(mode=0o700)
