@@ -99,6 +99,16 @@ class _ShellWord:
         self.nonmatches.add(name)
         return "", False
 
+    def _until(self, stop: str, raw_escapes: bool, missing: str) -> str:
+        """The word up to ``stop``; at the end of input, "syntax error: ``missing``"."""
+        try:
+            word, _ = self.process_stop_on(stop, raw_escapes)
+        except DockerfileError:
+            if self.peek() == "":
+                raise DockerfileError(f"syntax error: {missing}") from None
+            raise
+        return word
+
     def process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
         saved = self.raw_escapes
         self.raw_escapes = raw_escapes
@@ -246,12 +256,7 @@ class _ShellWord:
                     raise DockerfileError("syntax error: missing '}'")
                 raise DockerfileError(f"unsupported modifier ({mods}) in substitution")
         pattern = ch in ("#", "%")
-        try:
-            word, _ = self.process_stop_on("}", pattern)
-        except DockerfileError:
-            if self.peek() == "":
-                raise DockerfileError("syntax error: missing '}'") from None
-            raise
+        word = self._until("}", pattern, "missing '}'")
         value, found = self.get_env(name)
         if self.lex.skip_unset_env and not found:
             return "${" + name + mods + word + "}"
@@ -277,18 +282,8 @@ class _ShellWord:
         replace_all = self.peek() == "/"
         if replace_all:
             self.next()
-        try:
-            pattern, _ = self.process_stop_on("/", True)
-        except DockerfileError:
-            if self.peek() == "":
-                raise DockerfileError("syntax error: missing '/' in ${}") from None
-            raise
-        try:
-            replacement, _ = self.process_stop_on("}", True)
-        except DockerfileError:
-            if self.peek() == "":
-                raise DockerfileError("syntax error: missing '}'") from None
-            raise
+        pattern = self._until("/", True, "missing '/' in ${}")
+        replacement = self._until("}", True, "missing '}'")
         value, found = self.get_env(name)
         if self.lex.skip_unset_env and not found:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
