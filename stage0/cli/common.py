@@ -79,6 +79,19 @@ def warn(prog: str, msg: str) -> None:
     print(f"{prog}: {msg}", file=sys.stderr)
 
 
+def add_pod_arguments(p: argparse.ArgumentParser, *, many: bool = False,
+                      what: str = "the pod") -> None:
+    """The pod(s) a lifecycle command acts on: UUIDs or prefixes, stdin, or --uuid-file."""
+    if many:
+        p.add_argument("uuids", nargs="*", metavar="UUID",
+                       help="pods: UUIDs or unique prefixes (read from stdin when none or '-')")
+    else:
+        p.add_argument("uuid", nargs="?", metavar="UUID",
+                       help=f"{what}: UUID or unique prefix (read from stdin when none or '-')")
+    p.add_argument("--uuid-file", metavar="FILE", help="read the UUID from FILE (as written "
+                   "by podkit-run and podkit-prepare)")
+
+
 def add_progress_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "tty", "plain", "none"), default="auto",
                    help="progress on stderr: auto (tty on a terminal, else none; default), "

@@ -22,10 +22,7 @@ def build() -> argparse.ArgumentParser:
                       epilog="examples: podkit-logs --tail 20 6b1d\n"
                              "          podkit-logs -f --uuid-file /run/podkit/web.service.uuid"
                              "\n          podkit-list -q | head -1 | podkit-logs --timestamps")
-    p.add_argument("uuid", nargs="?", metavar="UUID",
-                   help="the pod: UUID or unique prefix (read from stdin when none or '-')")
-    p.add_argument("--uuid-file", metavar="FILE", help="read the UUID from FILE (as written "
-                   "by podkit-run and podkit-prepare)")
+    common.add_pod_arguments(p)
     p.add_argument("-f", "--follow", action="store_true",
                    help="go on printing what the pod writes until it exited")
     p.add_argument("-n", "--tail", metavar="N", default="all",

@@ -15,10 +15,7 @@ def build() -> argparse.ArgumentParser:
                             "(cgroups). Prints the UUID of each pod removed. A running pod\n"
                             "must be stopped first (podkit-stop).",
                       epilog="example: podkit-list -a -q | xargs -r podkit-rm")
-    p.add_argument("uuids", nargs="*", metavar="UUID",
-                   help="pods: UUIDs or unique prefixes (read from stdin when none or '-')")
-    p.add_argument("--uuid-file", metavar="FILE", help="read the UUID from FILE (as written "
-                   "by podkit-run and podkit-prepare)")
+    common.add_pod_arguments(p, many=True)
     return p
 
 

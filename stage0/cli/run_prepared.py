@@ -16,11 +16,7 @@ def build() -> argparse.ArgumentParser:
                             "becomes the pod's stage1, and the app's exit status is this\n"
                             "command's (128+N after signal N).",
                       epilog="example: podkit-prepare busybox -- true | podkit-run-prepared")
-    p.add_argument("uuid", nargs="?", metavar="UUID",
-                   help="the prepared pod: UUID or unique prefix (read from stdin when "
-                        "none or '-')")
-    p.add_argument("--uuid-file", metavar="FILE", help="read the UUID from FILE (as written "
-                   "by podkit-run and podkit-prepare)")
+    common.add_pod_arguments(p, what="the prepared pod")
     p.add_argument("--net", choices=("host", "none"), default=None,
                    help="host (the caller's network) or none (loopback only); default: "
                         "what the pod was prepared with (host)")

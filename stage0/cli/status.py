@@ -18,10 +18,7 @@ def build() -> argparse.ArgumentParser:
                             "state, created, started, pid, exited, app-NAME=CODE, ready.\n"
                             "--wait and --wait-ready take their SECONDS after '=' only.",
                       epilog="example: podkit-prepare busybox | podkit-status")
-    p.add_argument("uuid", nargs="?", metavar="UUID",
-                   help="the pod: UUID or unique prefix (read from stdin when none or '-')")
-    p.add_argument("--uuid-file", metavar="FILE", help="read the UUID from FILE (as written "
-                   "by podkit-run and podkit-prepare)")
+    common.add_pod_arguments(p)
     p.add_argument("--wait", nargs="?", const="inf", default=None, metavar="SECONDS",
                    help="first wait until the pod exited (at most SECONDS; 30s, 5m, ...)")
     p.add_argument("--wait-ready", nargs="?", const="inf", default=None, metavar="SECONDS",

@@ -15,10 +15,7 @@ def build() -> argparse.ArgumentParser:
                             "until each pod exited and prints its UUID. A pod that already\n"
                             "exited is fine.",
                       epilog="example: podkit-list -q | xargs -r podkit-stop")
-    p.add_argument("uuids", nargs="*", metavar="UUID",
-                   help="pods: UUIDs or unique prefixes (read from stdin when none or '-')")
-    p.add_argument("--uuid-file", metavar="FILE", help="read the UUID from FILE (as written "
-                   "by podkit-run and podkit-prepare)")
+    common.add_pod_arguments(p, many=True)
     p.add_argument("--force", action="store_true", help="kill the pods at once")
     p.add_argument("--timeout", metavar="SECONDS", default="10",
                    help="how long to wait before killing a pod (default 10; 30s, 2m, ...)")
