@@ -804,7 +804,10 @@ class Transport:
         netloc = parts.netloc.rpartition("@")[2]
         sock: socket.socket | None = None
         try:
-            sock = socket.create_connection((host, port), timeout=connect_timeout)
+            # an ASCII name as bytes: getaddrinfo would otherwise encode it with the idna
+            # codec, importing encodings.idna, stringprep and unicodedata (~3 ms cold)
+            sock = socket.create_connection((host.encode() if host.isascii() else host, port),
+                                            timeout=connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 sock = self._ssl_context(netloc).wrap_socket(sock, server_hostname=host)

@@ -598,32 +598,3 @@ class AciSession:
         if self._staging is not None:
             self._staging.close()
             self._staging = None
-
-
-# -- for the commands ---------------------------------------------------------------------------
-
-REMOTE_TRANSPORTS = frozenset({"docker", "aciurl", "appc"})
-
-
-def fetch_hooks(args: Any, store: Store, *, tls: Any, credentials: Any, prog: str,
-                sources: Sequence[str], say: Callable[[str], None] | None = None
-                ) -> dict[str, Any]:
-    """FetchOptions fields that enforce the policy (none with --insecure-options=image,
-    after a warning on stderr for each remote source)."""
-    from libaci.sources import classify
-    from stage0.cli import common
-
-    if "image" in common.insecure_options(args):
-        for source in sources:
-            try:
-                transport = classify(source)[0]
-            except Exception:
-                continue
-            if transport in REMOTE_TRANSPORTS:
-                common.warn(prog, f"warning: not verifying the signatures of {source} "
-                                  "(--insecure-options=image)")
-        return {}
-    enforcer = Enforcer(store, policy=getattr(args, "policy", None),
-                        registries=getattr(args, "registries_dir", None), tls=tls,
-                        credentials=credentials, say=say)
-    return {"verify": enforcer.verify, "verify_aci": enforcer.verify_aci}

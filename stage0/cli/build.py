@@ -123,11 +123,9 @@ def _resolver(args: argparse.Namespace, store, progress):  # type: ignore[no-unt
             pass
         from libaci.platform import host_platform
         from libaci.sources import FetchOptions, fetch
-        from stage0.trust import fetch_hooks
-
         tls, credentials = common.registry_settings(args)
-        hooks = fetch_hooks(args, store, tls=tls, credentials=credentials, prog=PROG,
-                            sources=[ref], say=progress.message)
+        hooks = common.fetch_hooks(args, store, tls=tls, credentials=credentials, prog=PROG,
+                                   sources=[ref], say=progress.message)
         got = fetch(store, ref, FetchOptions(platform=wanted or host_platform(),
                                              progress=progress, tls=tls,
                                              credentials=credentials, pull_policy="new",

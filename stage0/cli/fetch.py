@@ -52,15 +52,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--name needs exactly one source")
     store = common.store_of(args)
     tls, credentials = common.registry_settings(args)
-    from stage0.trust import fetch_hooks
-
     progress = common.progress_sink(args)
     opts = FetchOptions(platform=wanted(args.os_name, args.arch, args.variant), name=args.name,
                         progress=progress, tls=tls,
                         credentials=credentials, pull_policy=args.pull_policy,
                         extract=args.extract,
-                        **fetch_hooks(args, store, tls=tls, credentials=credentials, prog=PROG,
-                                      sources=sources, say=progress.message))
+                        **common.fetch_hooks(args, store, tls=tls, credentials=credentials,
+                                             prog=PROG, sources=sources, say=progress.message))
     for src in sources:
         result = fetch(store, src, opts)
         common.emit(result.image_id)
@@ -68,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    return common.main(build(), run)
+    return common.main(build(), run, exit_now=True)

@@ -55,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    return common.main(build(), run)
+    return common.main(build(), run, exit_now=True)

@@ -99,15 +99,13 @@ def image_record(args: argparse.Namespace, store):  # type: ignore[no-untyped-de
     except Exception:
         return store.resolve(args.image)  # not a source either: say it is not in the store
     tls, credentials = common.registry_settings(args)
-    from stage0.trust import fetch_hooks
-
     progress = common.progress_sink(args)
     import os
     import sys
 
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG
-    hooks = fetch_hooks(args, store, tls=tls, credentials=credentials, prog=prog,
-                        sources=[args.image], say=progress.message)
+    hooks = common.fetch_hooks(args, store, tls=tls, credentials=credentials, prog=prog,
+                               sources=[args.image], say=progress.message)
     got = fetch(store, args.image, FetchOptions(progress=progress, tls=tls,
                                                 credentials=credentials,
                                                 pull_policy=args.pull_policy, **hooks))
