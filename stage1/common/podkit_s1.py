@@ -58,6 +58,19 @@ def fail(prog: str, msg: str, status: int = 1) -> None:
     sys.exit(status)
 
 
+def exit_now(status: int) -> None:
+    """End the run entrypoint once the pod is over: flush and ``_exit``.
+
+    Everything is written and closed by then (status file, logs, cgroups
+    removed); the interpreter's finalization would only tear down modules and
+    threads, 5-15 ms after every pod for nothing.
+    """
+    for f in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            f.flush()
+    os._exit(status)
+
+
 # -- Linux calls Python 3.11 lacks -----------------------------------------------------
 def _check(rc: int, what: str) -> None:
     if rc != 0:
