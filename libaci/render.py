@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Sequence
 
 import attrs
 
@@ -45,6 +46,38 @@ def is_opaque(path: str, marker: bool = False) -> bool:
     except OSError:
         pass
     return marker and os.path.lexists(os.path.join(path, OPAQUE_MARKER))
+
+
+def union_lookup(layers: Sequence[str], rel: str) -> tuple[str, os.stat_result] | None:
+    """Where ``rel`` is in the union of extracted ``layers`` (bottom first), and its
+    lstat; None when absent.
+
+    Resolved as overlayfs does: the top-most entry wins, a whiteout or a
+    non-directory hides what is below, an opaque directory hides the lower
+    layers' entries below it; symbolic links are never followed.
+    """
+    parts = [p for p in rel.split("/") if p]
+    if not parts:
+        return (layers[-1], os.lstat(layers[-1])) if layers else None
+    for root in reversed(layers):
+        path, hidden = root, False
+        for i, comp in enumerate(parts):
+            path = os.path.join(path, comp)
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                break  # absent here: look below, unless an opaque directory hid it
+            if is_whiteout(st):
+                return None
+            if i == len(parts) - 1:
+                return path, st
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            if is_opaque(path):
+                hidden = True
+        if hidden:
+            return None
+    return None
 
 
 def copy_xattrs(src: str, dst: str, skip: tuple[str, ...] = _SKIP_XATTR) -> None:

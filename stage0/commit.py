@@ -35,7 +35,7 @@ import attrs
 from libaci import layerwrite
 from libaci.errors import ImageError, NotFoundError, PodStateError, UsageError
 from libaci.fsutil import try_flock
-from libaci.render import is_opaque, is_whiteout
+from libaci.render import is_opaque, union_lookup
 from libaci.store import ImageRecord, Store
 from stage0.pods import Pod, Pods, open_dir
 
@@ -56,34 +56,10 @@ class CommitOptions:
 
 
 def lookup(layers: Sequence[str], rel: str) -> os.stat_result | None:
-    """lstat of ``rel`` in the union of extracted ``layers`` (bottom first), None if absent.
-
-    Resolved as overlayfs does: the top-most entry wins, a whiteout or a
-    non-directory hides what is below, an opaque directory hides the lower
-    layers' entries below it; symbolic links are never followed.
-    """
-    parts = [p for p in rel.split("/") if p]
-    if not parts:
-        return os.lstat(layers[-1]) if layers else None
-    for root in reversed(layers):
-        path, hidden = root, False
-        for i, comp in enumerate(parts):
-            path = os.path.join(path, comp)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                break
-            if is_whiteout(st):
-                return None
-            if i == len(parts) - 1:
-                return st
-            if not stat.S_ISDIR(st.st_mode):
-                return None
-            if is_opaque(path):
-                hidden = True
-        if hidden:
-            return None
-    return None
+    """lstat of ``rel`` in the union of extracted ``layers`` (bottom first), None if absent
+    (see :func:`libaci.render.union_lookup`)."""
+    found = union_lookup(layers, rel)
+    return found[1] if found else None
 
 
 def placeholder_candidates(manifest: dict[str, Any]) -> tuple[set[str], set[str]]:

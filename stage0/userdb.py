@@ -11,13 +11,12 @@ file (scratch, distroless) use.
 
 from __future__ import annotations
 
-import os
 import stat
 
 import attrs
 
 from libaci.errors import NotFoundError, UsageError
-from libaci.render import is_opaque, is_whiteout
+from libaci.render import union_lookup
 
 MAX_DB = 4 << 20  # a passwd file bigger than this is not one
 
@@ -32,30 +31,13 @@ class Identity:
 
 
 def image_file(layers: list[str], rel: str) -> bytes | None:
-    """Contents of regular file ``rel`` in the union of ``layers`` (bottom first)."""
-    parts = rel.strip("/").split("/")
-    for root in reversed(layers):
-        path, hidden = root, False
-        for i, comp in enumerate(parts):
-            path = os.path.join(path, comp)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                break  # absent here: look below, unless an opaque dir hid it
-            if is_whiteout(st):
-                return None
-            if i == len(parts) - 1:
-                if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_DB:
-                    return None
-                with open(path, "rb") as f:
-                    return f.read(MAX_DB)
-            if not stat.S_ISDIR(st.st_mode):
-                return None
-            if is_opaque(path):
-                hidden = True
-        if hidden:
-            return None
-    return None
+    """Contents of regular file ``rel`` in the union of ``layers`` (bottom first); None
+    when absent, not a regular file or larger than MAX_DB."""
+    found = union_lookup(layers, rel)
+    if found is None or not stat.S_ISREG(found[1].st_mode) or found[1].st_size > MAX_DB:
+        return None
+    with open(found[0], "rb") as f:
+        return f.read(MAX_DB)
 
 
 def _table(data: bytes | None) -> list[list[str]]:

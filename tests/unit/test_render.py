@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from libaci.render import OPAQUE, render
+from libaci.render import OPAQUE, render, union_lookup
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts need CAP_MKNOD")
 
@@ -136,3 +136,28 @@ def test_wh_names_in_a_layer_without_markers_are_ordinary_files(tmp_path):
     dest.mkdir()
     render([l0], str(dest))
     assert _tree(dest) == {".wh.file": "appc has no whiteouts"}
+
+
+def test_union_lookup_agrees_with_render(tmp_path):
+    """What union_lookup finds (commit and the image's user database use it) is what a
+    rendered rootfs holds, path by path."""
+    l0 = _layer(tmp_path / "l0", {"a": "0", "d/x": "0", "d/y": "0", "o/p": "0", "f": "file",
+                                   "keep/k": "0", "s": ("->", "/a")})
+    l1 = _layer(tmp_path / "l1", {"a": "1", "d/y": "WH", "d/z": "1", "o": "OPQ", "o/q": "1",
+                                   "f": None, "f/inner": "1", "s": "WH"})
+    l2 = _layer(tmp_path / "l2", {"d/z": "WH", "keep/new": "2", "o/q": "2"})
+    layers = [l0, l1, l2]
+    dest = tmp_path / "out"
+    dest.mkdir()
+    render(layers, str(dest))
+    rendered = _tree(dest)
+    asked = ["a", "d", "d/x", "d/y", "d/z", "o", "o/p", "o/q", "f", "f/inner", "keep/k",
+             "keep/new", "s", "missing", "a/below-a-file", "d/x/below-a-file"]
+    for rel in asked:
+        found = union_lookup(layers, rel)
+        assert (found is not None) == (rel in rendered), rel
+        if found is not None and rendered[rel] is not None:
+            assert open(found[0]).read() == rendered[rel], rel
+    assert union_lookup(layers, "/d//x/")[0] == os.path.join(l0, "d", "x")
+    assert union_lookup(layers, "")[0] == l2
+    assert union_lookup([], "") is None
