@@ -116,6 +116,32 @@ def add_pod_arguments(p: argparse.ArgumentParser, *, many: bool = False,
                    "by podkit-run and podkit-prepare)")
 
 
+def for_each_pod(args: argparse.Namespace, prog: str, act: Callable[[Any, Any], None]) -> int:
+    """Run ``act(pods, pod)`` on every pod ``args`` names (add_pod_arguments(many=True)),
+    printing the UUID of each one done.  One pod: its error is the command's.  Several:
+    each failure is a warning, the others go on, and the status is the first failure's."""
+    from libaci.errors import PodkitError
+    from stage0.pods import Pods, find_pods, uuid_args
+
+    specs = uuid_args(args.uuids, args.uuid_file)
+    if specs is None:
+        specs = words_or_stdin([])
+    pods = Pods(store_of(args).path("pods"))
+    targets = find_pods(pods, specs)
+    status = 0
+    for pod in targets:
+        try:
+            act(pods, pod)
+        except PodkitError as e:
+            if len(targets) == 1:
+                raise
+            warn(prog, str(e))
+            status = status or e.exit_status
+            continue
+        emit(pod.uuid)
+    return status
+
+
 def add_progress_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "tty", "plain", "none"), default="auto",
                    help="progress on stderr: auto (tty on a terminal, else none; default), "

@@ -20,28 +20,10 @@ def build() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from libaci.errors import PodkitError
     from stage0 import podgc
-    from stage0.pods import Pods, find_pods, uuid_args
 
-    specs = uuid_args(args.uuids, args.uuid_file)
-    if specs is None:
-        specs = common.words_or_stdin([])
-    store = common.store_of(args)
-    pods = Pods(store.path("pods"))
-    targets = find_pods(pods, specs)
-    status = 0
-    for pod in targets:
-        try:
-            podgc.remove(pods, pod, debug=args.debug)
-        except PodkitError as e:
-            if len(targets) == 1:
-                raise
-            common.warn(PROG, str(e))
-            status = status or e.exit_status
-            continue
-        common.emit(pod.uuid)
-    return status
+    return common.for_each_pod(args, PROG,
+                               lambda pods, pod: podgc.remove(pods, pod, debug=args.debug))
 
 
 def main() -> int:

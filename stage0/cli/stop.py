@@ -23,29 +23,12 @@ def build() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from libaci.errors import PodkitError
     from stage0 import podgc
-    from stage0.pods import Pods, find_pods, parse_duration, uuid_args
+    from stage0.pods import parse_duration
 
     timeout = parse_duration(args.timeout, "--timeout")
-    specs = uuid_args(args.uuids, args.uuid_file)
-    if specs is None:
-        specs = common.words_or_stdin([])
-    store = common.store_of(args)
-    pods = Pods(store.path("pods"))
-    targets = find_pods(pods, specs)
-    status = 0
-    for pod in targets:
-        try:
-            podgc.stop(pods, pod, force=args.force, timeout=timeout)
-        except PodkitError as e:
-            if len(targets) == 1:
-                raise
-            common.warn(PROG, str(e))
-            status = status or e.exit_status
-            continue
-        common.emit(pod.uuid)
-    return status
+    return common.for_each_pod(
+        args, PROG, lambda pods, pod: podgc.stop(pods, pod, force=args.force, timeout=timeout))
 
 
 def main() -> int:
