@@ -303,6 +303,14 @@ def test_rm(podkit, pods, store):
     uuid, _, _ = pods.start("sleep", "60")
     podkit.fail("rm", uuid, status=5, match=f"stop it first (podkit-stop {uuid})")
     assert os.path.isdir(os.path.join(store, "pods", "run", uuid))
+    # several pods: a failure is a warning, the others are removed, its status is the exit's
+    c = run_exited(podkit, "true")
+    r = podkit("rm", uuid, c)
+    assert r.returncode == 5
+    assert r.stdout == c + "\n"
+    assert f"stop it first (podkit-stop {uuid})" in r.stderr
+    assert pod_dir(store, c) is None
+    assert os.path.isdir(os.path.join(store, "pods", "run", uuid))
     podkit.ok("stop", uuid)
     assert podkit.ok("rm", "--uuid-file", pods.tmp / "pod-0.uuid") == uuid + "\n"
 
