@@ -65,8 +65,8 @@
 #
 # The sources are not snapshotted (as in run.sh: podkit-build execs the
 # stage1 of the checkout); the summary records the commit, a hash of
-# libaci/stage0/stage1 and whether they changed during the run.  lib.sh is not
-# sourced: its probe drops the page cache, and this benchmark leaves it alone.
+# libaci/stage0/stage1 and whether they changed during the run.  The page
+# cache is left alone (lib.sh's probe_drop is not called).
 #
 # Runs as root (podkit-build mounts overlays and runs pods; buildah's chroot
 # isolation).  Everything it makes is under $BENCH_DIR (podkit's pods and
@@ -84,6 +84,8 @@ QUIET_PCT=${QUIET_PCT:-10}
 QUIET_WAIT=${QUIET_WAIT:-300}
 PODKIT_BIN=${PODKIT_BIN:-$SRC_TOP/.venv/bin}
 PY=/usr/bin/python3
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 LIB=$BENCH_DIR/lib
 WORK=$BENCH_DIR/work
 RESULTS=$BENCH_DIR/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -118,6 +120,7 @@ STAGE1_ARG=()
 # -----------------------------------------------------------------------------
 write_helpers() {
     mkdir -p "$LIB"
+    cp "$HERE/ocikit.py" "$LIB/ocikit.py"
     cat >"$LIB/mkbase.py" <<'PYEOF'
 #!/usr/bin/env python3
 """mkbase.py LAYOUT BUSYBOX - the OCI layout with the image `busybox`.
@@ -127,40 +130,16 @@ of `BUSYBOX --list-full`, /etc/passwd and /etc/group (root, user 1000),
 /root, /run, /tmp, /var.  Fixed times and owners, PAX tar, gzip mtime 0: the same
 digest every time for the same busybox.  Prints the manifest digest.
 """
-import gzip, hashlib, io, json, os, subprocess, sys, tarfile
+import subprocess, sys, tarfile
 
-MTIME = 1704067200                      # 2024-01-01T00:00:00Z
-CREATED = "2024-01-01T00:00:00Z"
+from ocikit import Layout
+
 root, busybox = sys.argv[1], sys.argv[2]
-blobs = os.path.join(root, "blobs", "sha256")
-os.makedirs(blobs, exist_ok=True)
-
-
-def canon(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def put(data, media_type):
-    d = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(blobs, d), "wb") as f:
-        f.write(data)
-    return {"mediaType": media_type, "digest": "sha256:" + d, "size": len(data)}
-
-
 applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True,
                          check=True).stdout.split()
-buf = io.BytesIO()
-with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-    def add(name, kind=tarfile.REGTYPE, data=None, mode=0o644, target=""):
-        ti = tarfile.TarInfo(name)
-        ti.type, ti.mode, ti.mtime, ti.linkname = kind, mode, MTIME, target
-        ti.uname = ti.gname = ""
-        if data is not None:
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-        else:
-            tf.addfile(ti)
 
+
+def fill(add):
     for d, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("run", 0o755),
                     ("sbin", 0o755), ("tmp", 0o1777), ("usr", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755),
                     ("var", 0o755)):
@@ -174,26 +153,15 @@ with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         depth = a.count("/")
         add(a, tarfile.SYMTYPE, mode=0o777,
             target="busybox" if a.startswith("bin/") else "../" * depth + "bin/busybox")
-tar = buf.getvalue()
-layer = put(gzip.compress(tar, compresslevel=6, mtime=0),
-            "application/vnd.oci.image.layer.v1.tar+gzip")
-config = {"created": CREATED, "architecture": "amd64", "os": "linux",
-          "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                     "Cmd": ["/bin/sh"]},
-          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
-          "history": [{"created": CREATED, "created_by": "mkbase.py"}]}
-cdesc = put(canon(config), "application/vnd.oci.image.config.v1+json")
-mdesc = put(canon({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                   "config": cdesc, "layers": [layer]}),
-            "application/vnd.oci.image.manifest.v1+json")
-with open(os.path.join(root, "oci-layout"), "wb") as f:
-    f.write(canon({"imageLayoutVersion": "1.0.0"}))
-with open(os.path.join(root, "index.json"), "wb") as f:
-    f.write(canon({"schemaVersion": 2, "manifests": [
-        {**mdesc, "annotations": {"org.opencontainers.image.ref.name": "busybox"}}]}))
+
+
+out = Layout(root)
+layer, diff_id, usize, _ = out.layer(fill, compresslevel=6)
+mdesc = out.image("busybox", [(layer, diff_id)], ["mkbase.py"])
+out.close()
 print(mdesc["digest"])
 print(f"busybox: {len(applets)} applets, layer {layer['size'] / 1e6:.2f} MB gzip, "
-      f"{len(tar) / 1e6:.2f} MB tar", file=sys.stderr)
+      f"{usize / 1e6:.2f} MB tar", file=sys.stderr)
 PYEOF
     cat >"$LIB/check.py" <<'PYEOF'
 #!/usr/bin/env python3
@@ -384,11 +352,6 @@ EOF
 # -----------------------------------------------------------------------------
 # stores, measuring, clean-up
 # -----------------------------------------------------------------------------
-src_hash() {
-    (cd "$SRC_TOP" && find libaci stage0 stage1 -type f ! -name '*.pyc' | LC_ALL=C sort | xargs cat |
-        sha256sum | cut -c1-12)
-}
-
 # t WANT CMD... : run CMD under /usr/bin/time (stdin /dev/null), expect exit
 # status WANT; sets T_SECS, T_RSS (KiB), T_USER, T_SYS; stdout in $WORK/out
 t() {
@@ -478,32 +441,6 @@ round() {
     measure "$b" cached "$n"
 }
 
-# cpu_busy: percent of all CPUs busy during one second (from /proc/stat)
-cpu_busy() {
-    local a b
-    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
-    sleep 1
-    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); d = (y[1] - x[1]) + (y[2] - x[2]);
-        printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
-
-# quiet ROUND FIRST: wait until the CPUs are idle enough (QUIET_PCT), at most
-# QUIET_WAIT seconds; appends round, seconds waited, busy %, first tool to rounds.tsv
-quiet() {
-    local round=$1 t0=$SECONDS busy
-    busy=$(cpu_busy)
-    if ((QUIET_PCT > 0)); then
-        while ((busy > QUIET_PCT && SECONDS - t0 < QUIET_WAIT)); do
-            sleep 2
-            busy=$(cpu_busy)
-        done
-        if ((busy > QUIET_PCT)); then log "round $round: CPUs still ${busy}% busy after ${QUIET_WAIT} s; running anyway"
-        elif ((SECONDS - t0 > 1)); then log "round $round: waited $((SECONDS - t0)) s for other jobs (CPUs ${busy}% busy now)"; fi
-    fi
-    printf '%s\t%s\t%s\t%s\n' "$round" "$((SECONDS - t0))" "$busy" "$2" >>"$RESULTS/rounds.tsv"
-}
-
 cleanup() {
     local d
     for d in "$WORK"/buildah-*/; do
@@ -563,10 +500,6 @@ main() {
     printf 'cell\tround\tsecs\trss_kib\tuser\tsys\n' >"$RESULTS/times.tsv"
     printf 'round\twaited_s\tbusy_pct\tfirst\n' >"$RESULTS/rounds.tsv"
     cp "$CTX/Dockerfile" "$RESULTS/Dockerfile"
-    local dirty=""
-    if [[ -n $(git -C "$SRC_TOP" --no-optional-locks status --porcelain -- libaci stage0 stage1 2>/dev/null) ]]; then
-        dirty=" + uncommitted changes"
-    fi
     {
         echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
         echo "kernel=$(uname -sr)"
@@ -574,7 +507,7 @@ main() {
         echo "fs=$(df -T "$WORK" | awk 'NR == 2 { print $2 }') on $(df "$WORK" | awk 'NR == 2 { print $1 }')"
         echo "runs=$RUNS"
         echo "podkit=$("$BUILD" --version)"
-        echo "podkit_src=git $(git -C "$SRC_TOP" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, sources sha256 $src0 (live tree $SRC_TOP)"
+        echo "podkit_src=$(git_state libaci stage0 stage1), sources sha256 $src0 (live tree $SRC_TOP)"
         echo "stage1=${STAGE1:-default}"
         echo "buildah=$(buildah --version)"
         echo "driver=$BUILDAH_DRIVER"

@@ -89,6 +89,7 @@ PY=/usr/bin/python3
 SRC_TOP=$(dirname "$HERE")
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+probe_drop
 SRC_DIR=$SRC_TOP
 IMAGE_VERSION=1                  # bump when the image recipe changes
 CACHE=$BENCH_DIR/cache/scale-$SCALE
@@ -119,6 +120,7 @@ FETCH_BIN=$FETCH
 # -----------------------------------------------------------------------------
 write_helpers() {
     mkdir -p "$LIB"
+    cp "$HERE/ocikit.py" "$LIB/ocikit.py"
     cat >"$LIB/mkimage.py" <<'PYEOF'
 #!/usr/bin/env python3
 """mkimage.py LAYOUT SCALE - write the OCI layout with the images big and one.
@@ -128,43 +130,12 @@ fixed, tars are PAX with sorted entries, gzip has mtime 0 and no file name.
 Prints a JSON summary (per image: manifest digest, layers with compressed and
 uncompressed sizes, entries).
 """
-import gzip, hashlib, io, json, os, random, sys, tarfile
+import json, os, random, sys, tarfile
 
-MIB = 1 << 20
-MTIME = 1704067200                      # 2024-01-01T00:00:00Z
-CREATED = "2024-01-01T00:00:00Z"
-LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+from ocikit import MIB, Layout, RandomFile
+
 root, scale = sys.argv[1], float(sys.argv[2])
-blobs = os.path.join(root, "blobs", "sha256")
-os.makedirs(blobs, exist_ok=True)
-
-
-def canon(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def put_bytes(data, media_type):
-    d = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(blobs, d), "wb") as f:
-        f.write(data)
-    return {"mediaType": media_type, "digest": "sha256:" + d, "size": len(data)}
-
-
-class Sink:
-    """A write-only file that hashes and counts, and passes bytes on."""
-
-    def __init__(self, out):
-        self.out, self.h, self.n = out, hashlib.sha256(), 0
-
-    def write(self, b):
-        self.h.update(b)
-        self.n += len(b)
-        if self.out is not None:
-            self.out.write(b)
-        return len(b)
-
-    def flush(self):
-        pass
+out = Layout(root)
 
 
 def sized(mib):
@@ -178,31 +149,8 @@ def layer(seed, random_mib, small=250, overwrite=(), whiteouts=()):
     rng = random.Random("podkit-registry-bench-" + seed)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(rng.randint(2, 10)))
              for _ in range(800)]
-    tmp = os.path.join(blobs, "tmp-layer")
-    with open(tmp, "wb") as raw:
-        gz_sink = Sink(raw)
-        gz = gzip.GzipFile(filename="", mode="wb", fileobj=gz_sink, compresslevel=6, mtime=0)
-        tar_sink = Sink(gz)
-        tf = tarfile.open(fileobj=tar_sink, mode="w|", format=tarfile.PAX_FORMAT)
-        entries = 0
 
-        def add(name, kind=tarfile.REGTYPE, data=None, size=0, mode=0o644, uid=0, gid=0,
-                target=""):
-            nonlocal entries
-            ti = tarfile.TarInfo(name)
-            ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, MTIME, uid, gid
-            ti.uname = ti.gname = ""
-            ti.linkname = target
-            if data is not None:
-                ti.size = len(data)
-                tf.addfile(ti, io.BytesIO(data))
-            elif size:
-                ti.size = size
-                tf.addfile(ti, RandomFile(rng, size))
-            else:
-                tf.addfile(ti)
-            entries += 1
-
+    def fill(add):
         top = "srv/" + seed
         dirs = set()
 
@@ -227,7 +175,7 @@ def layer(seed, random_mib, small=250, overwrite=(), whiteouts=()):
             k = min(left, sized(rng.choice((1, 2, 3, 5, 8, 12, 20))))
             name = f"{top}/data/blob{i:03d}.bin"
             mkdirs(name)
-            add(name, size=k, mode=0o644)
+            add(name, fileobj=RandomFile(rng, k), size=k, mode=0o644)
             left -= k
             i += 1
         # small text files (1-8 KiB), a few owners and modes, some symlinks
@@ -242,48 +190,20 @@ def layer(seed, random_mib, small=250, overwrite=(), whiteouts=()):
             name = f"{top}/bin/link{j}"
             mkdirs(name)
             add(name, tarfile.SYMTYPE, target=f"../etc/d00/f{j:04d}.conf")
-        tf.close()
-        gz.close()
-    digest = gz_sink.h.hexdigest()
-    os.replace(tmp, os.path.join(blobs, digest))
-    desc = {"mediaType": LAYER_GZ, "digest": "sha256:" + digest, "size": gz_sink.n}
-    return desc, "sha256:" + tar_sink.h.hexdigest(), tar_sink.n, entries
 
-
-class RandomFile:
-    """``size`` pseudo-random bytes from ``rng``, read in pieces (tarfile.addfile)."""
-
-    def __init__(self, rng, size):
-        self.rng, self.left = rng, size
-
-    def read(self, n=-1):
-        n = self.left if n is None or n < 0 else min(n, self.left)
-        self.left -= n
-        return self.rng.randbytes(n)
+    return out.layer(fill, compresslevel=6)
 
 
 def image(tag, layers):
-    descs, diff_ids, info = [], [], []
+    made, info = [], []
     for seed, kw in layers:
         desc, diff_id, usize, entries = layer(seed, **kw)
-        descs.append(desc)
-        diff_ids.append(diff_id)
+        made.append((desc, diff_id))
         info.append({"digest": desc["digest"], "compressed": desc["size"],
                      "uncompressed": usize, "entries": entries})
         print(f"  {tag} layer {seed}: {desc['size'] / 1e6:.1f} MB gzip, "
               f"{usize / 1e6:.1f} MB tar, {entries} entries", file=sys.stderr)
-    config = {
-        "created": CREATED, "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": CREATED, "created_by": f"mkimage.py {s}"} for s, _ in layers],
-    }
-    cdesc = put_bytes(canon(config), "application/vnd.oci.image.config.v1+json")
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": cdesc, "layers": descs}
-    mdesc = put_bytes(canon(manifest), "application/vnd.oci.image.manifest.v1+json")
-    index_entries.append({**mdesc, "annotations": {"org.opencontainers.image.ref.name": tag}})
+    mdesc = out.image(tag, made, [f"mkimage.py {s}" for s, _ in layers])
     summary[tag] = {"manifest": mdesc["digest"], "layers": info,
                     "compressed": sum(x["compressed"] for x in info),
                     "uncompressed": sum(x["uncompressed"] for x in info),
@@ -291,16 +211,13 @@ def image(tag, layers):
                     "entries": sum(x["entries"] for x in info)}
 
 
-index_entries, summary = [], {}
+summary = {}
 RANDOM_MIB = [40, 36, 32, 28, 24, 20, 16, 12]          # big: 208 MiB of random data
 big = [(f"l{k + 1}", {"random_mib": mib}) for k, mib in enumerate(RANDOM_MIB)]
 big[-1][1].update(overwrite=["srv/l1/etc/d00/f0001.conf"], whiteouts=["srv/l1/etc/d00/f0002.conf"])
 image("big", big)
 image("one", [("one", {"random_mib": 23.5, "small": 250})])
-with open(os.path.join(root, "oci-layout"), "wb") as f:
-    f.write(canon({"imageLayoutVersion": "1.0.0"}))
-with open(os.path.join(root, "index.json"), "wb") as f:
-    f.write(canon({"schemaVersion": 2, "manifests": index_entries}))
+out.close()
 json.dump(summary, sys.stdout, indent=1)
 PYEOF
     cat >"$LIB/profile.py" <<'PYEOF'
@@ -542,7 +459,8 @@ PYEOF
 # the image (cached)
 # -----------------------------------------------------------------------------
 stamp() {
-    { echo "image v$IMAGE_VERSION scale $SCALE"; cat "$LIB/mkimage.py"; "$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)'; } \
+    { echo "image v$IMAGE_VERSION scale $SCALE"; cat "$LIB/mkimage.py" "$LIB/ocikit.py"
+      "$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)'; } \
         | sha256sum | cut -c1-16
 }
 
@@ -877,11 +795,7 @@ snapshot_podkit() {
         SRC_DESC="git $rev (exported with git archive), sources sha256 $(src_hash "$snap") (snapshot in $snap)"
         return
     fi
-    local dirty=""
-    if [[ -n $(git -C "$SRC_TOP" status --porcelain -- libaci stage0 stage1 schemas 2>/dev/null) ]]; then
-        dirty=" + uncommitted changes"
-    fi
-    SRC_DESC="git $(git -C "$SRC_TOP" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, sources sha256 $(src_hash "$snap") (snapshot in $snap)"
+    SRC_DESC="$(git_state libaci stage0 stage1 schemas), sources sha256 $(src_hash "$snap") (snapshot in $snap)"
 }
 
 main() {

@@ -62,6 +62,7 @@ PY=/usr/bin/python3
 SRC_TOP=$(dirname "$HERE")
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+probe_drop
 SRC_DIR=$SRC_TOP
 IMAGE_VERSION=1                  # bump when the image recipe changes
 CACHE=$BENCH_DIR/cache/scale-$SCALE
@@ -601,11 +602,7 @@ snapshot_podkit() {
     got=$(cd / && "$PODKIT_BIN/python3" -c 'import libaci, stage0.cli; print(libaci.__file__)')
     [[ $got == "$snap/libaci/__init__.py" ]] || die "snapshot not used (libaci from $got)"
     SRC_DIR=$snap
-    local dirty=""
-    if [[ -n $(git -C "$SRC_TOP" status --porcelain -- libaci stage0 stage1 schemas 2>/dev/null) ]]; then
-        dirty=" + uncommitted changes"
-    fi
-    SRC_DESC="git $(git -C "$SRC_TOP" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, sources sha256 $(src_hash "$snap") (snapshot in $snap)"
+    SRC_DESC="$(git_state libaci stage0 stage1 schemas), sources sha256 $(src_hash "$snap") (snapshot in $snap)"
 }
 
 main() {

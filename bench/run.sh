@@ -73,8 +73,7 @@
 # The sources are not snapshotted: podkit-run execs the stage1 from the
 # checkout, so PODKIT_BIN's podkit is measured as it is; the summary records
 # the commit, a hash of libaci/stage0/stage1 and whether it changed during the
-# run.  lib.sh is not sourced: its probe drops the page cache, and this
-# benchmark leaves the cache alone.
+# run.  The page cache is left alone (lib.sh's probe_drop is not called).
 #
 # Runs as root (podkit-run, nspawn, runc).  Outside $BENCH_DIR it makes
 # runc and podkit cgroups that the tools remove themselves (checked at the
@@ -93,6 +92,8 @@ QUIET_PCT=${QUIET_PCT:-10}
 QUIET_WAIT=${QUIET_WAIT:-300}
 PODKIT_BIN=${PODKIT_BIN:-$SRC_TOP/.venv/bin}
 PY=/usr/bin/python3
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 IMAGE_VERSION=1                  # bump when the image recipe changes
 LIB=$BENCH_DIR/lib
 WORK=$BENCH_DIR/work
@@ -145,6 +146,7 @@ CHECK_BIG='read x </etc/podkit-bench-image; [ "$x" = big ] && [ -s /srv/l1/data/
 # -----------------------------------------------------------------------------
 write_helpers() {
     mkdir -p "$LIB"
+    cp "$HERE/ocikit.py" "$LIB/ocikit.py"
     cat >"$LIB/mkimage.py" <<'PYEOF'
 #!/usr/bin/env python3
 """mkimage.py LAYOUT BIG_MB BUSYBOX - write the OCI layout with the images small and big.
@@ -156,92 +158,12 @@ Deterministic: one seeded PRNG per layer, fixed times and owners, PAX tars
 with entries in a fixed order, gzip with mtime 0 and no file name.
 Prints a JSON summary (per image: manifest digest, layers with sizes).
 """
-import gzip, hashlib, io, json, os, random, sys, tarfile
+import json, random, sys, tarfile
 
-MIB = 1 << 20
-MTIME = 1704067200                      # 2024-01-01T00:00:00Z
-CREATED = "2024-01-01T00:00:00Z"
-LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+from ocikit import MIB, Layout, RandomFile
+
 root, big_mb, busybox = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-blobs = os.path.join(root, "blobs", "sha256")
-os.makedirs(blobs, exist_ok=True)
-
-
-def canon(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def put_bytes(data, media_type):
-    d = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(blobs, d), "wb") as f:
-        f.write(data)
-    return {"mediaType": media_type, "digest": "sha256:" + d, "size": len(data)}
-
-
-class Sink:
-    """A write-only file that hashes and counts, and passes bytes on."""
-
-    def __init__(self, out):
-        self.out, self.h, self.n = out, hashlib.sha256(), 0
-
-    def write(self, b):
-        self.h.update(b)
-        self.n += len(b)
-        if self.out is not None:
-            self.out.write(b)
-        return len(b)
-
-    def flush(self):
-        pass
-
-
-class RandomFile:
-    """``size`` pseudo-random bytes from ``rng``, read in pieces (tarfile.addfile)."""
-
-    def __init__(self, rng, size):
-        self.rng, self.left = rng, size
-
-    def read(self, n=-1):
-        n = self.left if n is None or n < 0 else min(n, self.left)
-        self.left -= n
-        return self.rng.randbytes(n)
-
-
-def layer(fill):
-    """One gzip layer written by ``fill(add)``; (descriptor, diff_id, size, entries)."""
-    tmp = os.path.join(blobs, "tmp-layer")
-    entries = 0
-    with open(tmp, "wb") as raw:
-        gz_sink = Sink(raw)
-        # level 1: the random data does not compress anyway
-        gz = gzip.GzipFile(filename="", mode="wb", fileobj=gz_sink, compresslevel=1, mtime=0)
-        tar_sink = Sink(gz)
-        tf = tarfile.open(fileobj=tar_sink, mode="w|", format=tarfile.PAX_FORMAT)
-
-        def add(name, kind=tarfile.REGTYPE, data=None, fileobj=None, size=0, mode=0o644,
-                target=""):
-            nonlocal entries
-            ti = tarfile.TarInfo(name)
-            ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, MTIME, 0, 0
-            ti.uname = ti.gname = ""
-            ti.linkname = target
-            if data is not None:
-                ti.size = len(data)
-                tf.addfile(ti, io.BytesIO(data))
-            elif fileobj is not None:
-                ti.size = size
-                tf.addfile(ti, fileobj)
-            else:
-                tf.addfile(ti)
-            entries += 1
-
-        fill(add)
-        tf.close()
-        gz.close()
-    digest = gz_sink.h.hexdigest()
-    os.replace(tmp, os.path.join(blobs, digest))
-    desc = {"mediaType": LAYER_GZ, "digest": "sha256:" + digest, "size": gz_sink.n}
-    return desc, "sha256:" + tar_sink.h.hexdigest(), tar_sink.n, entries
+out = Layout(root)
 
 
 def base(add):
@@ -284,45 +206,31 @@ def data_layer(k, mb, top):
 
 
 def image(tag, fills):
-    descs, diff_ids, info = [], [], []
+    info = []
     for name, fill in fills:
         if name not in made:
-            made[name] = layer(fill)
+            # level 1: the random data does not compress anyway
+            made[name] = out.layer(fill, compresslevel=1)
             d, _, usize, n = made[name]
             print(f"  layer {name}: {d['size'] / 1e6:.1f} MB gzip, {usize / 1e6:.1f} MB tar, "
                   f"{n} entries", file=sys.stderr)
         desc, diff_id, usize, entries = made[name]
-        descs.append(desc)
-        diff_ids.append(diff_id)
         info.append({"name": name, "digest": desc["digest"], "compressed": desc["size"],
                      "uncompressed": usize, "entries": entries})
-    config = {
-        "created": CREATED, "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["/bin/sh"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": CREATED, "created_by": f"mkimage.py {n}"} for n, _ in fills],
-    }
-    cdesc = put_bytes(canon(config), "application/vnd.oci.image.config.v1+json")
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": cdesc, "layers": descs}
-    mdesc = put_bytes(canon(manifest), "application/vnd.oci.image.manifest.v1+json")
-    index_entries.append({**mdesc, "annotations": {"org.opencontainers.image.ref.name": tag}})
+    mdesc = out.image(tag, [made[name][:2] for name, _ in fills],
+                      [f"mkimage.py {n}" for n, _ in fills])
     summary[tag] = {"manifest": mdesc["digest"], "layers": info,
                     "compressed": sum(x["compressed"] for x in info),
                     "uncompressed": sum(x["uncompressed"] for x in info),
                     "entries": sum(x["entries"] for x in info)}
 
 
-index_entries, summary, made = [], {}, {}
+summary, made = {}, {}
 SHARES = [100, 85, 70, 55, 40]          # MB per data layer for BIG_MB = 350
 image("small", [("base", base)])
 image("big", [("base", base)] + [("l%d" % (k + 1), data_layer(k + 1, big_mb * s / sum(SHARES), k == 4))
                                  for k, s in enumerate(SHARES)])
-with open(os.path.join(root, "oci-layout"), "wb") as f:
-    f.write(canon({"imageLayoutVersion": "1.0.0"}))
-with open(os.path.join(root, "index.json"), "wb") as f:
-    f.write(canon({"schemaVersion": 2, "manifests": index_entries}))
+out.close()
 json.dump(summary, sys.stdout, indent=1)
 PYEOF
     cat >"$LIB/phases.py" <<'PYEOF'
@@ -665,7 +573,7 @@ PYEOF
 # the images (cached by recipe)
 # -----------------------------------------------------------------------------
 stamp() {
-    { echo "image v$IMAGE_VERSION big $BIG_MB"; cat "$LIB/mkimage.py"; sha256sum </bin/busybox
+    { echo "image v$IMAGE_VERSION big $BIG_MB"; cat "$LIB/mkimage.py" "$LIB/ocikit.py"; sha256sum </bin/busybox
       "$PY" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)'; } | sha256sum | cut -c1-16
 }
 
@@ -698,11 +606,6 @@ img_field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.
 # -----------------------------------------------------------------------------
 # sources, pods, clean-up
 # -----------------------------------------------------------------------------
-src_hash() {
-    (cd "$SRC_TOP" && find libaci stage0 stage1 -type f ! -name '*.pyc' | LC_ALL=C sort | xargs cat |
-        sha256sum | cut -c1-12)
-}
-
 # remove the pods podkit-run left (exited: plain directories); checks there
 # is exactly WANT of them (default 1)
 remove_pods() {
@@ -820,32 +723,6 @@ check() {   # CELL: the check command must exit 7
     t 7 "${CMD[@]}"
     if is_podkit "$1"; then remove_pods 1; fi
     log "check $1: ok (exit 7 from the image's rootfs)"
-}
-
-# cpu_busy: percent of all CPUs busy during one second (from /proc/stat)
-cpu_busy() {
-    local a b
-    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
-    sleep 1
-    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); d = (y[1] - x[1]) + (y[2] - x[2]);
-        printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
-
-# quiet ROUND: wait until the CPUs are idle enough (QUIET_PCT), at most
-# QUIET_WAIT seconds; appends round, seconds waited, busy % to rounds.tsv
-quiet() {
-    local round=$1 t0=$SECONDS busy
-    busy=$(cpu_busy)
-    if ((QUIET_PCT > 0)); then
-        while ((busy > QUIET_PCT && SECONDS - t0 < QUIET_WAIT)); do
-            sleep 2
-            busy=$(cpu_busy)
-        done
-        if ((busy > QUIET_PCT)); then log "round $round: CPUs still ${busy}% busy after ${QUIET_WAIT} s; running anyway"
-        elif ((SECONDS - t0 > 1)); then log "round $round: waited $((SECONDS - t0)) s for other jobs (CPUs ${busy}% busy now)"; fi
-    fi
-    printf '%s\t%s\t%s\n' "$round" "$((SECONDS - t0))" "$busy" >>"$RESULTS/rounds.tsv"
 }
 
 # -----------------------------------------------------------------------------
@@ -1074,11 +951,7 @@ main() {
     cp "$CACHE/image.json" "$RESULTS/image.json"
     printf 'cell\tround\tsecs\trss_kib\tuser\tsys\n' >"$RESULTS/times.tsv"
     setup
-    local dirty=""
-    if [[ -n $(git -C "$SRC_TOP" --no-optional-locks status --porcelain -- libaci stage0 stage1 2>/dev/null) ]]; then
-        dirty=" + uncommitted changes"
-    fi
-    SRC_DESC="git $(git -C "$SRC_TOP" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, sources sha256 $src0 (live tree $SRC_TOP)"
+    SRC_DESC="$(git_state libaci stage0 stage1), sources sha256 $src0 (live tree $SRC_TOP)"
     {
         echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
         echo "kernel=$(uname -sr)"
