@@ -81,31 +81,29 @@ class Layout:
         entries = 0
         with open(tmp, "wb") as raw:
             gz_sink = Sink(raw)
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=gz_sink,
-                               compresslevel=compresslevel, mtime=0)
-            tar_sink = Sink(gz)
-            tf = tarfile.open(fileobj=tar_sink, mode="w|", format=tarfile.PAX_FORMAT)
+            with gzip.GzipFile(filename="", mode="wb", fileobj=gz_sink,
+                               compresslevel=compresslevel, mtime=0) as gz:
+                tar_sink = Sink(gz)
+                with tarfile.open(fileobj=tar_sink, mode="w|", format=tarfile.PAX_FORMAT) as tf:
 
-            def add(name, kind=tarfile.REGTYPE, data=None, fileobj=None, size=0, mode=0o644,
-                    uid=0, gid=0, target=""):
-                nonlocal entries
-                ti = tarfile.TarInfo(name)
-                ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, MTIME, uid, gid
-                ti.uname = ti.gname = ""
-                ti.linkname = target
-                if data is not None:
-                    ti.size = len(data)
-                    tf.addfile(ti, io.BytesIO(data))
-                elif fileobj is not None:
-                    ti.size = size
-                    tf.addfile(ti, fileobj)
-                else:
-                    tf.addfile(ti)
-                entries += 1
+                    def add(name, kind=tarfile.REGTYPE, data=None, fileobj=None, size=0,
+                            mode=0o644, uid=0, gid=0, target=""):
+                        nonlocal entries
+                        ti = tarfile.TarInfo(name)
+                        ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, MTIME, uid, gid
+                        ti.uname = ti.gname = ""
+                        ti.linkname = target
+                        if data is not None:
+                            ti.size = len(data)
+                            tf.addfile(ti, io.BytesIO(data))
+                        elif fileobj is not None:
+                            ti.size = size
+                            tf.addfile(ti, fileobj)
+                        else:
+                            tf.addfile(ti)
+                        entries += 1
 
-            fill(add)
-            tf.close()
-            gz.close()
+                    fill(add)
         digest = gz_sink.h.hexdigest()
         os.replace(tmp, os.path.join(self.blobs, digest))
         desc = {"mediaType": LAYER_GZ, "digest": "sha256:" + digest, "size": gz_sink.n}
