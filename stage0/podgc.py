@@ -99,40 +99,32 @@ def stop(pods: Pods, pod: Pod, *, force: bool = False, timeout: float = 10.0) ->
 def mark_exited(pods: Pods, pod: Pod) -> Pod | None:
     """``run/`` -> ``exited-garbage/`` for an exited pod; the moved pod, or None (it runs,
     or another command moved it first)."""
-    try:
-        fd = open_dir(pod.dir)
-    except FileNotFoundError:
-        return None
-    try:
-        if not try_flock(fd, exclusive=False):  # running: leave it
-            return None
-        dst = pods.dir("exited-garbage", pod.uuid)
-        try:
-            os.rename(pod.dir, dst)
-        except FileNotFoundError:
-            return None
-    finally:
-        os.close(fd)
-    return Pod(pod.uuid, dst, "exited-garbage", False)
+    return _move_unlocked(pods, pod, "exited-garbage", exclusive=False)  # running: left
 
 
 def to_garbage(pods: Pods, pod: Pod) -> Pod | None:
     """An unlocked pod that never ran (prepared, aborted, embryo) -> ``garbage/``."""
+    return _move_unlocked(pods, pod, "garbage", exclusive=True)  # being prepared: left
+
+
+def _move_unlocked(pods: Pods, pod: Pod, state: str, *, exclusive: bool) -> Pod | None:
+    """Move ``pod`` to ``state`` if nobody holds its lock (a shared or an exclusive
+    try, held across the rename); the moved pod, or None."""
     try:
         fd = open_dir(pod.dir)
     except FileNotFoundError:
         return None
     try:
-        if not try_flock(fd):  # being prepared or started right now
+        if not try_flock(fd, exclusive=exclusive):
             return None
-        dst = pods.dir("garbage", pod.uuid)
+        dst = pods.dir(state, pod.uuid)
         try:
             os.rename(pod.dir, dst)
         except FileNotFoundError:
             return None
     finally:
         os.close(fd)
-    return Pod(pod.uuid, dst, "garbage", False)
+    return Pod(pod.uuid, dst, state, False)
 
 
 # -- sweeping -----------------------------------------------------------------------------
