@@ -311,6 +311,23 @@ def test_working_directory(fly: Fly) -> None:
 
 
 # -- resources ------------------------------------------------------------------------
+def _has_cap(n: int) -> bool:
+    for line in open("/proc/self/status"):
+        if line.startswith("CapBnd:"):
+            return bool(int(line.split()[1], 16) >> n & 1)
+    return False
+
+
+def test_pid1_is_out_of_the_oom_ranking(fly: Fly) -> None:
+    """PID 1 (a fork of the Python stage1, larger than a small app) must not be the OOM
+    killer's pick: under load it was, once, and the whole pod died with it (the test
+    below).  Lowering a score needs CAP_SYS_RESOURCE, which some sandboxes withhold
+    from root: then both keep the default."""
+    r = fly.run(app="cat /proc/1/oom_score_adj /proc/self/oom_score_adj")
+    pid1 = "-1000" if _has_cap(24) else "0"  # CAP_SYS_RESOURCE
+    assert r.stdout.split() == [pid1, "0"], (r.stdout, r.stderr)
+
+
 def test_memory_limit_kills_a_hog(fly: Fly) -> None:
     r = fly.run(app="busybox awk 'BEGIN { s = \"x\"; while (1) s = s s }'; echo awk=$?",
                 opts=("--memory", "32m"))
