@@ -307,9 +307,10 @@ def leave_cgroups(made: list[str]) -> None:
 def remove_cgroups(made: list[str], patience: float = 2.0) -> bool:
     """rmdir each tree bottom-up (nspawn leaves payload/ and supervisor/ dirs); True if gone.
 
-    Right after the last process of a cgroup exits, the kernel may still
-    refuse the rmdir for a moment (EBUSY while the exiting task is released),
-    so busy directories are retried for up to ``patience`` seconds.
+    A cgroup v1 directory stays busy (EBUSY) until its last task is gone, and
+    right after a pod ends its processes may still be on their way out: killed
+    by ``stop --force`` or gc, or by the kernel with the pod's PID 1.  Busy
+    directories are retried for up to ``patience`` seconds.
     """
     deadline = time.monotonic() + patience
     left = list(made)
@@ -324,10 +325,10 @@ def remove_cgroups(made: list[str], patience: float = 2.0) -> bool:
                 except OSError:
                     busy.append(top)
                     break
-        if not busy or time.monotonic() >= deadline or cgroup_pids(busy):
+        if not busy or time.monotonic() >= deadline:
             return not busy
         left = busy
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def cgroup_pids(made: list[str]) -> set[int]:

@@ -285,6 +285,9 @@ def test_stop_force_and_status_wait(podkit, pods, store):
     assert waiter.returncode == 0
     assert kv(out)["state"] == "exited" and kv(out)["exited"] == "true"
     assert proc.wait(timeout=30) == 137
+    # the stage1 removed the pod's cgroups although their processes were still dying
+    cgroups = open(os.path.join(store, "pods", "run", uuid, "cgroup")).read().split()
+    assert cgroups and not [c for c in cgroups if os.path.exists(c)]
 
 
 # -- rm and gc -----------------------------------------------------------------------------
