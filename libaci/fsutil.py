@@ -48,6 +48,17 @@ def try_flock(fd: int, exclusive: bool = True) -> bool:
         return False
 
 
+def mkdir_shared(path: str, mode: int = 0o700) -> None:
+    """Make ``path`` (its parent exists) unless it is there: a directory other writers
+    may remove when they leave it empty, so the caller opens in it and retries on ENOENT.
+
+    Not ``os.makedirs(exist_ok=True)``: when the directory goes between its mkdir
+    (EEXIST) and its isdir check, makedirs raises FileExistsError.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

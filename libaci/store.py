@@ -43,7 +43,7 @@ from libaci.errors import (
     NotFoundError,
     StoreError,
 )
-from libaci.fsutil import atomic_write, flocked, fsync_dir, rmtree, try_flock
+from libaci.fsutil import atomic_write, flocked, fsync_dir, mkdir_shared, rmtree, try_flock
 from libaci.oci import Descriptor, ImageConfig, Index, Manifest, dumps, parse_config, parse_document
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -683,7 +683,7 @@ class Staging:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:  # no tmp/partial (or another writer's rmdir just now)
-                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                mkdir_shared(os.path.dirname(path))
                 continue
             if try_flock(fd):
                 st = os.fstat(fd)

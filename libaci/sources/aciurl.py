@@ -41,7 +41,7 @@ import attrs
 from libaci.appc import ImageManifest, parse_image_manifest
 from libaci.digest import Digest
 from libaci.errors import FetchError, ImageError, NotFoundError, StoreError, UsageError
-from libaci.fsutil import atomic_write, flocked, try_flock
+from libaci.fsutil import atomic_write, flocked, mkdir_shared, try_flock
 from libaci.names import appc_store_name
 from libaci.reference import parse_appc_name
 from libaci.sources import Fetched, FetchOptions
@@ -329,10 +329,10 @@ class _Kept:
         key = hashlib.sha256(url.encode()).hexdigest()
         path = store.path("tmp", "partial", f"url-{key}")
         while True:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except FileNotFoundError:  # tmp/partial removed just now by its last user
+            except FileNotFoundError:  # no tmp/partial, or removed just now by its last user
+                mkdir_shared(os.path.dirname(path))
                 continue
             if not try_flock(fd):
                 os.close(fd)

@@ -25,6 +25,7 @@ from libaci.digest import Digest
 from libaci.errors import DigestMismatchError, FetchError
 from libaci.oci import Descriptor
 from libaci.registry.client import Registry
+from libaci.sources.aciurl import _Kept
 from libaci.store import Staging, Store
 from unit.test_transport import Handler, Server, cut_short
 
@@ -224,3 +225,45 @@ def test_a_second_download_of_the_same_blob_waits_for_the_first(staging, srv):
     assert ranges(srv) == []  # it never downloaded
     assert staging.blob_path(DIGEST) == verified
     assert not os.path.exists(part)
+
+
+def test_tmp_partial_removed_by_another_writer_during_mkdir_is_made_again(staging, srv,
+                                                                          monkeypatch):
+    """Another fetch's last download removes tmp/partial between this one's mkdir
+    (EEXIST) and its look at the directory: the download goes on (a CI run of eight
+    simultaneous fetches once failed here with "File exists")."""
+    srv.routes[PATH] = ranged
+    partial = os.path.dirname(staging.partial_path(DIGEST))
+    raced = race_mkdir(monkeypatch, partial)
+    download(staging, srv)
+    assert raced == [partial]
+    assert fetched(staging) == BLOB
+    assert not os.path.exists(partial)
+
+
+def test_an_aci_url_download_survives_the_same_race(staging, monkeypatch):
+    partial = os.path.dirname(staging.partial_path(DIGEST))
+    raced = race_mkdir(monkeypatch, partial)
+    kept = _Kept.claim(staging.store, "https://example.com/a.aci")
+    assert kept is not None and raced == [partial]
+    assert os.path.dirname(kept.path) == partial
+    kept.release()
+    assert not os.path.exists(partial)
+
+
+def race_mkdir(monkeypatch: pytest.MonkeyPatch, target: str) -> list[str]:
+    """Make the first mkdir of ``target`` meet a directory that another writer's
+    rmdir takes away right after: EEXIST, and then no directory."""
+    real_mkdir = os.mkdir
+    raced: list[str] = []
+
+    def mkdir(path, mode=0o777, *args, **kw):  # type: ignore[no-untyped-def]
+        if os.fspath(path) == target and not raced:
+            raced.append(target)
+            real_mkdir(path, mode)  # it was there at mkdir time ...
+            os.rmdir(path)  # ... and the other writer's rmdir came just after
+            raise FileExistsError(17, "File exists", path)
+        return real_mkdir(path, mode, *args, **kw)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    return raced
