@@ -91,6 +91,13 @@ def atomic_write(path: str, data: bytes, *, mode: int = 0o644, tmpdir: str | Non
 
 def rmtree(path: str) -> None:
     """Remove a tree without following symlinks, even with read-only dirs in it."""
+    try:  # an empty directory (a fetch's staging, once committed) needs no shutil
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     import shutil
 
     def onerror(func, p, exc):  # type: ignore[no-untyped-def]

@@ -19,12 +19,11 @@ needs it).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import contextlib
-import glob
-import ipaddress
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -93,10 +92,18 @@ def is_loopback(host: str) -> bool:
     name = name.strip("[]")
     if name == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    # what ipaddress.ip_address(name).is_loopback says (127.0.0.0/8, ::1), without
+    # importing ipaddress on every registry command's path
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            packed = socket.inet_pton(family, name)
+        except (OSError, ValueError):
+            continue
+        return packed[0] == 127 if family == socket.AF_INET else packed == _IPV6_LOOPBACK
+    return False
+
+
+_IPV6_LOOPBACK = bytes(15) + b"\x01"
 
 
 def api_host(domain: str) -> str:
@@ -113,6 +120,7 @@ def _cert_dirs(host: str, tls: TLSOptions) -> list[str]:
 
 def _load_client_certs(ctx: ssl.SSLContext, dirs: list[str]) -> None:
     """``NAME.cert`` + ``NAME.key`` pairs in the cert dirs: client certificates."""
+    import glob
     import ssl
 
     for d in dirs:
@@ -127,6 +135,7 @@ def _load_client_certs(ctx: ssl.SSLContext, dirs: list[str]) -> None:
 
 
 def _ssl_context(host: str, tls: TLSOptions) -> ssl.SSLContext:
+    import glob
     import ssl
 
     ctx = ssl.create_default_context()
@@ -175,6 +184,11 @@ def http_transport(tls: TLSOptions, *, pool_size: int = 4) -> Transport:
     """A transport for any host, each ``https`` host with its own TLS context."""
     return Transport(lambda host: _ssl_context(host, tls), headers=DEFAULT_HEADERS,
                      pool_size=pool_size)
+
+
+def _b64(raw: bytes) -> str:
+    """base64.b64encode(raw) as text (binascii is built in; base64 is a module to load)."""
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -298,7 +312,7 @@ class Registry:
                 if cred is None:
                     return False
                 raw = f"{cred.username}:{cred.password}".encode()
-                self._basic = "Basic " + base64.b64encode(raw).decode()
+                self._basic = "Basic " + _b64(raw)
                 return True
             if scheme == "bearer":
                 wanted = " ".join(x for x in (scope, params.get("scope")) if x)
@@ -322,7 +336,7 @@ class Registry:
                 query.update(grant_type="refresh_token", refresh_token=cred.identity_token)
             else:
                 raw = f"{cred.username}:{cred.password}".encode()
-                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+                headers["Authorization"] = "Basic " + _b64(raw)
         form = urllib.parse.urlencode(query, doseq=True)
         try:
             if cred is not None and cred.identity_token:
