@@ -598,6 +598,7 @@ warm_inputs() {
         find "${PYDIRS[@]}" -type f \( -name '*.py' -o -name '*.pyc' -o -name '*.so' \) \
             -exec cat {} + >/dev/null
         cat "$(readlink -f "$PODKIT_BIN/python3")" >/dev/null
+        if [[ -n ${PODKIT_BUNDLE:-} && -f $PODKIT_BUNDLE ]]; then cat "$PODKIT_BUNDLE" >/dev/null; fi
     else
         cat /usr/bin/skopeo >/dev/null
     fi
@@ -790,6 +791,15 @@ snapshot_podkit() {
     # podkit-* scripts themselves do not look at the working directory)
     got=$(cd / && "$PODKIT_BIN/python3" -c 'import libaci, stage0.cli; print(libaci.__file__)')
     [[ $got == "$snap/libaci/__init__.py" ]] || die "snapshot not used (libaci from $got)"
+    # the launchers' module bundle, built for the snapshot (the installed one is built
+    # for the checkout without PYTHONPATH, and switches itself off here)
+    (cd / && "$PODKIT_BIN/python3" -m stage0.cli.launchers --bundle "$BENCH_DIR/podkit-modules.bundle" \
+        "$PODKIT_BIN") 2>>"$BENCH_DIR/bundle.log" || die "building the module bundle failed (see $BENCH_DIR/bundle.log)"
+    export PODKIT_BUNDLE=$BENCH_DIR/podkit-modules.bundle
+    got=$(cd / && { sed -e '/^from stage0\.cli/,$d' "$PODKIT_BIN/podkit-fetch"
+                    echo 'import libaci.store; print(type(libaci.store.__spec__.loader).__name__)'; } |
+          "$PODKIT_BIN/python3" -S -)
+    [[ $got == BundledLoader ]] || die "the launchers do not use the module bundle (libaci.store by $got)"
     SRC_DIR=$snap
     if [[ -n $PODKIT_REV ]]; then
         SRC_DESC="git $rev (exported with git archive), sources sha256 $(src_hash "$snap") (snapshot in $snap)"
