@@ -26,6 +26,11 @@
 #                  skopeo copy --src-tls-verify=false docker://SRC/bench/IMG:1 oci:NEW:IMG
 #                  curl of every blob of the image, one process (the floor:
 #                  registry + loopback, nothing verified or written)
+#                  pyfloor.py: the least a fetch in Python does (manifest, then
+#                  config and layers on 4 threads, each hashed, written,
+#                  written back every 8 MiB and fsynced, as podkit-fetch does;
+#                  no store, models, options, retries or auth): the floor for
+#                  any Python implementation, in the same interpreter
 #                  podkit-fetch --extract (information only: it also
 #                  decompresses, checks diff IDs and extracts every layer,
 #                  which podkit-fetch otherwise leaves to the first use)
@@ -358,6 +363,113 @@ print(f"imports: {total / 1000:.0f} ms in all (sum of self times; -X importtime 
 for us, name in rows[: int(sys.argv[2]) if len(sys.argv) > 2 else 10]:
     print(f"  {us / 1000:6.1f} ms  {name}")
 PYEOF
+    cat >"$LIB/pyfloor.py" <<'PYEOF'
+"""pyfloor.py ADDR REPO TAG DIR - the least a fetch written in Python has to do.
+
+GET the manifest (OCI and Docker schema2 in Accept), then the config and the
+layers on 4 threads over plain HTTP/1.1 sockets: every blob is hashed (sha256)
+and checked, written to DIR/<hex> in 1 MiB blocks with writeback started every
+8 MiB and an fsync at the end, as podkit-fetch does.  No store, no models, no
+option parsing, no retries, no auth, no TLS.  Runs under `python3 -S` and ends
+with os._exit, as podkit's commands do, so the difference to podkit-fetch is
+what podkit does beyond this.
+"""
+import hashlib, json, os, socket, sys, threading
+
+ADDR, REPO, TAG, DEST = sys.argv[1:5]
+HOST, _, PORT = ADDR.rpartition(":")
+ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+CHUNK, WRITEBACK = 1 << 20, 8 << 20
+
+
+def get(path, accept=None):
+    s = socket.create_connection((HOST, int(PORT)))
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {ADDR}\r\nConnection: close\r\n"
+               + (f"Accept: {accept}\r\n" if accept else "") + "\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = s.recv(65536)
+        if not b:
+            raise SystemExit(f"{path}: connection closed in the headers")
+        head += b
+    head, _, body = head.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if lines[0].split()[1] != "200":
+        raise SystemExit(f"{path}: {lines[0]}")
+    size = next(int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:"))
+    return s, size, body
+
+
+def blob(digest, size):
+    s, n, body = get(f"/v2/{REPO}/blobs/{digest}")
+    if n != size:
+        raise SystemExit(f"{digest}: {n} bytes served, {size} expected")
+    h = hashlib.sha256()
+    path = os.path.join(DEST, digest.split(":")[1])
+    fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    got = flushed = 0
+    if body:
+        h.update(body)
+        os.write(fd, body)
+        got = len(body)
+    while got < n:
+        k = s.recv_into(mv, min(CHUNK, n - got))
+        if not k:
+            raise SystemExit(f"{digest}: connection closed at byte {got}")
+        h.update(mv[:k])
+        view = mv[:k]
+        while view:
+            view = view[os.write(fd, view):]
+        got += k
+        if got - flushed >= WRITEBACK:
+            os.posix_fadvise(fd, flushed, got - flushed, os.POSIX_FADV_DONTNEED)
+            flushed = got
+    os.fsync(fd)
+    os.close(fd)
+    s.close()
+    if "sha256:" + h.hexdigest() != digest:
+        raise SystemExit(f"{digest}: digest mismatch")
+    os.rename(path + ".part", path)
+
+
+def main():
+    s, n, body = get(f"/v2/{REPO}/manifests/{TAG}", ACCEPT)
+    while len(body) < n:
+        body += s.recv(n - len(body))
+    s.close()
+    m = json.loads(body)
+    os.makedirs(DEST, exist_ok=True)
+    todo = [(d["digest"], d["size"]) for d in [m["config"], *m["layers"]]]
+    lock, errors = threading.Lock(), []
+
+    def work():
+        while True:
+            with lock:
+                if not todo or errors:
+                    return
+                d = todo.pop(0)
+            try:
+                blob(*d)
+            except BaseException as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        print(f"pyfloor: {errors[0]}", file=sys.stderr)
+        os._exit(1)
+    print("sha256:" + hashlib.sha256(body).hexdigest())
+    sys.stdout.flush()
+    os._exit(0)
+
+
+main()
+PYEOF
     cat >"$LIB/report.py" <<'PYEOF'
 #!/usr/bin/env python3
 """report.py RESULTS_DIR - table and ratios from times.tsv."""
@@ -369,6 +481,7 @@ env = dict(l.rstrip("\n").split("=", 1) for l in open(os.path.join(res, "env.txt
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(res, "times.tsv"))][1:]
 MB = 1e6
 TOOLS = {"podkit": "podkit-fetch", "skopeo": "skopeo copy", "curl": "curl, all blobs (floor)",
+         "pyfloor": "python3 -S pyfloor.py (floor of a fetch in Python)",
          "podkit-extract": "podkit-fetch --extract (information)"}
 
 
@@ -399,7 +512,7 @@ S = {}
 order = [("fetch-cold", "cold fetch"), ("fetch-warm", "warm re-fetch"), ("push-cold", "cold push")]
 for cell, label in order:
     for tag in ("big", "one"):
-        for tool in ("podkit", "podkit-extract", "skopeo", "curl"):
+        for tool in ("podkit", "podkit-extract", "skopeo", "curl", "pyfloor"):
             s = stats(cell, tag, tool)
             if s is None:
                 continue
@@ -429,6 +542,14 @@ for tag in ("big", "one"):
         a, b = S.get(("fetch-cold", "big", "podkit")), S.get(("fetch-cold", "big", "curl"))
         if a and b:
             p("ratio cold fetch podkit/curl floor (big) = %.2f" % (a["med"] / b["med"]))
+        a, b = S.get(("fetch-cold", "big", "pyfloor")), S.get(("fetch-cold", "big", "skopeo"))
+        if a and b:
+            p("ratio cold fetch python floor/skopeo (big) = %.2f (the least a fetch in Python takes here)"
+              % (a["med"] / b["med"]))
+        a, b = S.get(("fetch-cold", "big", "podkit")), S.get(("fetch-cold", "big", "pyfloor"))
+        if a and b:
+            p("ratio cold fetch podkit/python floor (big) = %.2f (%+.0f ms)"
+              % (a["med"] / b["med"], 1000 * (a["med"] - b["med"])))
 p("")
 p("peak RSS MB (max over runs; target for podkit <= 40 MB, flat in layer size)")
 p("")
@@ -643,7 +764,7 @@ check_fetched() {   # TOOL IMAGE DEST
     local want got
     want=$(img_field "$2" manifest)
     case $1 in
-    podkit*) got=$(tail -n1 "$WORK/out") ;;
+    podkit* | pyfloor) got=$(tail -n1 "$WORK/out") ;;
     skopeo) got=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$3/index.json") ;;
     esac
     [[ $got == "$want" ]] || die "$1 fetch of $2: got manifest '$got', expected $want"
@@ -672,6 +793,16 @@ floor() {
     settle
     t floor curl -fsS "${args[@]}"
     record fetch-cold "$tag" curl "$run"
+}
+
+# pyfloor IMAGE RUN: the least a fetch in Python does (see pyfloor.py), same interpreter
+pyfloor() {
+    local tag=$1 run=$2 dest=$WORK/fetch-pyfloor-$1
+    rm -rf "$dest"
+    settle
+    t pyfloor "$PODKIT_BIN/python3" -S "$LIB/pyfloor.py" "${REG_ADDR[src]}" "bench/$tag" 1 "$dest"
+    check_fetched pyfloor "$tag" "$dest"
+    record fetch-cold "$tag" pyfloor "$run"
 }
 
 # push TOOL IMAGE RUN: to a fresh registry (empty storage, new port)
@@ -858,6 +989,7 @@ main() {
             for tool in "${tools[@]}"; do fetch fetch-warm "$tool" "$tag" "$i"; done
             fetch fetch-cold podkit-extract "$tag" "$i"
             floor "$tag" "$i"
+            pyfloor "$tag" "$i"
             rm -rf "$WORK"/fetch-*
             for tool in "${tools[@]}"; do push "$tool" "$tag" "$i"; done
         done
