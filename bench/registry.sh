@@ -535,21 +535,16 @@ for tag in ("big", "one"):
         else:
             p("ratio %s (one) = %.2f (information)" % (label, r))
     if tag == "big":
-        a, b = S.get(("fetch-cold", "big", "podkit-extract")), S.get(("fetch-cold", "big", "skopeo"))
-        if a and b:
-            p("ratio cold fetch podkit-fetch --extract/skopeo (big) = %.2f (information: also extracts)"
-              % (a["med"] / b["med"]))
-        a, b = S.get(("fetch-cold", "big", "podkit")), S.get(("fetch-cold", "big", "curl"))
-        if a and b:
-            p("ratio cold fetch podkit/curl floor (big) = %.2f" % (a["med"] / b["med"]))
-        a, b = S.get(("fetch-cold", "big", "pyfloor")), S.get(("fetch-cold", "big", "skopeo"))
-        if a and b:
-            p("ratio cold fetch python floor/skopeo (big) = %.2f (the least a fetch in Python takes here)"
-              % (a["med"] / b["med"]))
-        a, b = S.get(("fetch-cold", "big", "podkit")), S.get(("fetch-cold", "big", "pyfloor"))
-        if a and b:
-            p("ratio cold fetch podkit/python floor (big) = %.2f (%+.0f ms)"
-              % (a["med"] / b["med"], 1000 * (a["med"] - b["med"])))
+        for x, y, label, note in (
+                ("podkit-extract", "skopeo", "podkit-fetch --extract/skopeo", " (information: also extracts)"),
+                ("podkit", "curl", "podkit/curl floor", ""),
+                ("pyfloor", "skopeo", "python floor/skopeo", " (the least a fetch in Python takes here)"),
+                ("podkit", "pyfloor", "podkit/python floor", None)):
+            a, b = S.get(("fetch-cold", "big", x)), S.get(("fetch-cold", "big", y))
+            if a and b:
+                if note is None:
+                    note = " (%+.0f ms)" % (1000 * (a["med"] - b["med"]))
+                p("ratio cold fetch %s (big) = %.2f%s" % (label, a["med"] / b["med"], note))
 p("")
 p("peak RSS MB (max over runs; target for podkit <= 40 MB, flat in layer size)")
 p("")
