@@ -102,7 +102,7 @@ def _scripts(bindir: str) -> list[tuple[str, str, re.Match[str]]]:
         path = os.path.join(bindir, name)
         try:
             with open(path, encoding="utf-8") as f:
-                text = f.read(4096)
+                text = f.read(1 << 16)  # a launcher, carrying bundle.install, is ~4 KB
         except (OSError, UnicodeDecodeError):
             continue
         m = _MAIN.search(text)
@@ -117,7 +117,7 @@ def launcher_paths(path: str) -> list[str] | None:
     import ast
 
     with open(path, encoding="utf-8") as f:
-        text = f.read(8192)
+        text = f.read(1 << 16)
     m = _PATHS.search(text)
     return ast.literal_eval(m.group(1)) if MARK in text and m else None
 

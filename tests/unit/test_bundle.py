@@ -197,6 +197,9 @@ def test_launchers_use_the_bundle_and_podkit_bundle_empty_turns_it_off(tmp_path:
     out = tmp_path / "lib" / launchers.BUNDLE_NAME
     assert launchers.rewrite(str(bindir), str(out)) == 1
     assert out.stat().st_size > 1_000_000
+    text = (bindir / "podkit-tag").read_text()
+    assert launchers.rewrite(str(bindir), str(out)) == 1  # idempotent
+    assert (bindir / "podkit-tag").read_text() == text
     done = subprocess.run([str(bindir / "podkit-tag"), "--version"], capture_output=True,
                           text=True, cwd="/", env=ENV, check=False)
     assert done.returncode == 0 and done.stdout.startswith("podkit-tag (podkit) "), done.stderr
