@@ -17,8 +17,8 @@ so editing, adding or deleting a module needs no rebuild.  The one thing a rebui
 ``sys.path`` (shadowing it) is not seen meanwhile.
 
 The file is not held open or in memory: each module's code is read when it is
-imported (the first read brings the whole file into the page cache), and not at
-all if the file was replaced meanwhile.  Modules keep their real ``__file__``,
+imported (after asking the kernel, at start, to read the whole file ahead), and not
+at all if the file was replaced meanwhile.  Modules keep their real ``__file__``,
 ``__path__`` and loader (a ``SourceFileLoader`` that only takes its code from the
 bundle), so tracebacks, ``linecache`` and ``importlib.resources`` behave as without it.
 
